@@ -1,0 +1,404 @@
+//! Prometheus text exposition format 0.0.4: the data model, and the three
+//! pure steps on it, [`parse`](mod@parse), [`validate`](mod@validate) and
+//! [`render`](mod@render).
+//!
+//! This module owns the meaning of a metrics file. It never opens files or
+//! sockets: it reads byte slices and writes to `io::Write`, so the store, the
+//! server and `check` can all share it.
+//!
+//! A [`Family`] keeps the label sets of all its series in one string arena,
+//! each in canonical form (`a="x",b="y"`: sorted by name, values escaped).
+//! That keeps a parsed file compact, about the size of its text, and makes
+//! rendering a copy.
+
+pub mod float;
+pub mod parse;
+pub mod render;
+pub mod validate;
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The metric types node_exporter's textfile collector and the Pushgateway
+/// accept. `gauge_histogram` is deliberately absent: node_exporter 1.5.0
+/// crashes on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    /// `counter`
+    Counter,
+    /// `gauge`
+    Gauge,
+    /// `summary`: quantiles plus `_sum` and `_count`
+    Summary,
+    /// `untyped`, also what a family without a `# TYPE` line is
+    Untyped,
+    /// `histogram`: `_bucket`s plus `_sum` and `_count`
+    Histogram,
+}
+
+impl MetricType {
+    /// The spelling in a `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Summary => "summary",
+            Self::Untyped => "untyped",
+            Self::Histogram => "histogram",
+        }
+    }
+
+    /// Whether samples of this type are assembled from several lines.
+    pub fn is_distribution(self) -> bool {
+        matches!(self, Self::Summary | Self::Histogram)
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The value of one series.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A counter, gauge or untyped sample.
+    Single(f64),
+    /// A summary or histogram series.
+    Distribution(Box<Distribution>),
+}
+
+/// A summary's quantiles or a histogram's cumulative buckets, with the
+/// optional `_sum` and `_count`.
+#[derive(Debug, Clone, Default)]
+pub struct Distribution {
+    /// `(quantile, value)` for a summary, `(upper bound, cumulative count)`
+    /// for a histogram; sorted by the first element once canonical.
+    pub points: Vec<(f64, f64)>,
+    /// The `_sum` sample, if one was given.
+    pub sum: Option<f64>,
+    /// The `_count` sample, if one was given.
+    pub count: Option<f64>,
+}
+
+/// Float equality for the model: NaN equals NaN, and `-0` differs from `0`,
+/// because both spellings survive a round trip.
+fn same_float(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+fn same_option(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_float(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Single(a), Self::Single(b)) => same_float(*a, *b),
+            (Self::Distribution(a), Self::Distribution(b)) => {
+                a.points.len() == b.points.len()
+                    && a.points
+                        .iter()
+                        .zip(&b.points)
+                        .all(|(x, y)| same_float(x.0, y.0) && same_float(x.1, y.1))
+                    && same_option(a.sum, b.sum)
+                    && same_option(a.count, b.count)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One metric family: a name, optional HELP, a type, and its series.
+#[derive(Debug, Clone)]
+pub struct Family {
+    name: String,
+    help: Option<String>,
+    kind: MetricType,
+    series: Vec<Series>,
+    /// Canonical label text of every series, back to back.
+    arena: String,
+    /// Line of the first HELP, TYPE or sample that named this family; 0 when
+    /// the family was built in code.
+    line: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    start: u32,
+    len: u32,
+    line: u32,
+    value: Value,
+}
+
+impl Family {
+    /// An empty family. Names are checked by [`validate`](mod@validate), not here.
+    pub fn new(name: impl Into<String>, kind: MetricType) -> Self {
+        Self {
+            name: name.into(),
+            help: None,
+            kind,
+            series: Vec::new(),
+            arena: String::new(),
+            line: 0,
+        }
+    }
+
+    /// Sets the HELP text. Leading blanks are dropped and an empty text means
+    /// no HELP, because that is how a `# HELP` line reads back.
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.set_help(Some(help.into()));
+        self
+    }
+
+    /// See [`Family::with_help`].
+    pub fn set_help(&mut self, help: Option<String>) {
+        self.help = help
+            .map(|h| h.trim_start_matches([' ', '\t']).to_owned())
+            .filter(|h| !h.is_empty());
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The HELP text, unescaped.
+    pub fn help(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+
+    /// The metric type.
+    pub fn kind(&self) -> MetricType {
+        self.kind
+    }
+
+    /// The line that first named this family in its source, or 0.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether the family has no series (such families are never rendered).
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The series, in order.
+    pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesRef<'_>> {
+        self.series.iter().map(|s| self.series_ref(s))
+    }
+
+    fn series_ref<'a>(&'a self, s: &'a Series) -> SeriesRef<'a> {
+        let start = s.start as usize;
+        SeriesRef {
+            labels: Labels(&self.arena[start..start + s.len as usize]),
+            value: &s.value,
+            line: s.line,
+        }
+    }
+
+    /// Appends a series. Labels are sorted by name and escaped; a label with
+    /// an empty value is kept, since it is meaningful to the Pushgateway.
+    pub fn push<N: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(N, V)], value: Value) {
+        let mut sorted: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
+            .collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let start = self.arena.len();
+        for (i, (name, value)) in sorted.iter().enumerate() {
+            if i > 0 {
+                self.arena.push(',');
+            }
+            self.arena.push_str(name);
+            self.arena.push_str("=\"");
+            escape_label_value(&mut self.arena, value);
+            self.arena.push('"');
+        }
+        self.push_span(start, value, 0);
+    }
+
+    /// Appends a series whose canonical label text the caller already holds.
+    pub(crate) fn push_canonical(&mut self, text: &str, value: Value, line: u32) -> usize {
+        let start = self.arena.len();
+        self.arena.push_str(text);
+        self.push_span(start, value, line)
+    }
+
+    fn push_span(&mut self, start: usize, value: Value, line: u32) -> usize {
+        self.series.push(Series {
+            start: start as u32,
+            len: (self.arena.len() - start) as u32,
+            line,
+            value,
+        });
+        self.series.len() - 1
+    }
+
+    pub(crate) fn value_mut(&mut self, index: usize) -> &mut Value {
+        &mut self.series[index].value
+    }
+
+    /// Rewrites every series' labels with `f`, which receives the current
+    /// labels and returns the new set.
+    pub fn map_labels(&mut self, mut f: impl FnMut(Labels<'_>) -> Vec<(String, String)>) {
+        let old_arena = std::mem::take(&mut self.arena);
+        let old_series = std::mem::take(&mut self.series);
+        for s in old_series {
+            let start = s.start as usize;
+            let labels = Labels(&old_arena[start..start + s.len as usize]);
+            let line = s.line;
+            self.push(&f(labels), s.value);
+            if let Some(last) = self.series.last_mut() {
+                last.line = line;
+            }
+        }
+    }
+
+    /// Sorts series by their label text, and quantiles and buckets by bound:
+    /// the order [`render`](mod@render) writes and [`parse`](mod@parse) returns.
+    pub fn canonicalize(&mut self) {
+        for s in &mut self.series {
+            if let Value::Distribution(d) = &mut s.value
+                && !d.points.is_sorted_by(|a, b| a.0.total_cmp(&b.0).is_le())
+            {
+                d.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+        }
+        let arena = &self.arena;
+        let text = |s: &Series| &arena[s.start as usize..(s.start + s.len) as usize];
+        if !self.series.is_sorted_by(|a, b| text(a) <= text(b)) {
+            self.series.sort_by(|a, b| text(a).cmp(text(b)));
+        }
+    }
+}
+
+impl PartialEq for Family {
+    /// Families are equal when name, HELP, type and series (labels and
+    /// values, in order) are; source lines and arena layout do not count.
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.help == other.help
+            && self.kind == other.kind
+            && self.series.len() == other.series.len()
+            && self
+                .series()
+                .zip(other.series())
+                .all(|(a, b)| a.labels.as_text() == b.labels.as_text() && a.value == b.value)
+    }
+}
+
+/// A borrowed view of one series.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'a> {
+    /// Its labels.
+    pub labels: Labels<'a>,
+    /// Its value.
+    pub value: &'a Value,
+    /// The line it came from (its first line, for a distribution), or 0.
+    pub line: u32,
+}
+
+/// A canonical label set: `a="x",b="y\n"` (sorted by name, values escaped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels<'a>(&'a str);
+
+impl<'a> Labels<'a> {
+    /// The canonical text, without braces; empty for no labels.
+    pub fn as_text(self) -> &'a str {
+        self.0
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `(name, value)` pairs in name order, values unescaped.
+    pub fn iter(self) -> LabelIter<'a> {
+        LabelIter { rest: self.0 }
+    }
+
+    /// The value of label `name`, if present.
+    pub fn get(self, name: &str) -> Option<Cow<'a, str>> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// Iterator over a [`Labels`] set.
+#[derive(Debug, Clone)]
+pub struct LabelIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for LabelIter<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (name, after) = self.rest.split_once("=\"")?;
+        let bytes = after.as_bytes();
+        let mut end = 0;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = end.min(bytes.len());
+        let raw = &after[..end];
+        self.rest = after.get(end + 1..).unwrap_or("");
+        self.rest = self.rest.strip_prefix(',').unwrap_or(self.rest);
+        Some((name, unescape_label_value(raw)))
+    }
+}
+
+/// Appends `value` escaped for a label value: `\`, `"` and newline.
+pub fn escape_label_value(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Undoes [`escape_label_value`] on text already known to be well formed.
+fn unescape_label_value(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests;

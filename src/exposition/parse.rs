@@ -1,0 +1,892 @@
+//! Reads text format 0.0.4 into [`Family`]s with exactly the acceptance of
+//! the Go `expfmt` text parser in node_exporter 1.5.0 and the Pushgateway
+//! 1.5.1, plus refusals for the inputs that parser accepts but then drops,
+//! rewrites or crashes on (ignored summary and histogram lines, duplicate
+//! buckets, wrapped counts, timestamps, `gauge_histogram`, non-UTF-8 HELP).
+//!
+//! Pure: it reads a byte slice and allocates only the model it returns.
+//! Errors carry the line, the column and the offending text.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use super::float;
+use super::{Distribution, Family, MetricType, Value};
+
+/// Where and why parsing stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub column: u32,
+    /// What went wrong.
+    pub kind: ParseErrorKind,
+    /// Set when the line ends in a carriage return, the usual root cause.
+    pub crlf: bool,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if self.crlf {
+            write!(
+                f,
+                " (the line ends in a carriage return: use LF line endings, not CRLF)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The ways a text exposition can be refused at parse time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its message
+pub enum ParseErrorKind {
+    #[error("unexpected end of input: the last line must end with a newline")]
+    UnexpectedEof,
+    #[error("the input starts with a UTF-8 byte order mark, which the format does not allow")]
+    ByteOrderMark,
+    #[error("invalid metric name: expected a letter, '_' or ':', found {found}")]
+    InvalidMetricName { found: String },
+    #[error(
+        "invalid metric name in {keyword} line: expected a blank after the name, found {found}"
+    )]
+    InvalidMetricNameInComment {
+        keyword: &'static str,
+        found: String,
+    },
+    #[error("invalid label name for metric {metric:?}: expected a letter or '_', found {found}")]
+    InvalidLabelName { metric: String, found: String },
+    #[error("label name \"__name__\" is reserved")]
+    ReservedLabelName,
+    #[error("expected '=' after label name {label:?}, found {found}")]
+    ExpectedEquals { label: String, found: String },
+    #[error("duplicate label name {label:?} for metric {metric:?}")]
+    DuplicateLabelName { metric: String, label: String },
+    #[error("expected '\"' at start of the value of label {label:?}, found {found}")]
+    ExpectedQuote { label: String, found: String },
+    #[error("label value \"{value}\" is not valid UTF-8")]
+    InvalidLabelValue { value: String },
+    #[error("label value {value:?} contains an unescaped new-line (missing closing '\"'?)")]
+    UnescapedNewline { value: String },
+    #[error("invalid escape sequence {sequence:?} in {context}: only {allowed} are allowed")]
+    InvalidEscape {
+        sequence: String,
+        context: &'static str,
+        allowed: &'static str,
+    },
+    #[error("expected ',' or '}}' after label value {value:?}, found {found}")]
+    UnexpectedEndOfLabelValue { value: String, found: String },
+    #[error("expected float as value for '{label}' label, got {value:?}")]
+    InvalidBound { label: &'static str, value: String },
+    #[error("expected float as value, got {token:?}")]
+    InvalidValue { token: String },
+    #[error("expected integer as timestamp, got {token:?}")]
+    InvalidTimestamp { token: String },
+    #[error(
+        "trailing blank after the value: node_exporter reads anything after a value as a timestamp"
+    )]
+    TrailingBlank,
+    #[error(
+        "exemplar {token:?} after the value: exemplars are OpenMetrics only, not text format 0.0.4"
+    )]
+    Exemplar { token: String },
+    #[error("spurious string after timestamp: {token:?}")]
+    SpuriousAfterTimestamp { token: String },
+    #[error(
+        "client-side timestamp {token:?} is not allowed: node_exporter skips the whole file and the Pushgateway refuses the push"
+    )]
+    Timestamp { token: String },
+    #[error("second HELP line for metric name {metric:?}")]
+    SecondHelp { metric: String },
+    #[error("second TYPE line for metric name {metric:?}, or TYPE reported after samples")]
+    SecondType { metric: String },
+    #[error(
+        "unknown metric type {token:?}: expected counter, gauge, histogram, summary or untyped"
+    )]
+    UnknownType { token: String },
+    #[error("metric type \"gauge_histogram\" is not supported: node_exporter 1.5.0 crashes on it")]
+    GaugeHistogram,
+    #[error(
+        "HELP text for {metric:?} is not valid UTF-8: the Prometheus server would refuse the scrape"
+    )]
+    HelpNotUtf8 { metric: String },
+    #[error(
+        "sample of summary {metric:?} has no 'quantile' label: node_exporter silently ignores it"
+    )]
+    SummaryWithoutQuantile { metric: String },
+    #[error(
+        "sample {name:?} of histogram {metric:?} has no 'le' label: node_exporter silently ignores it"
+    )]
+    HistogramWithoutLe { name: String, metric: String },
+    #[error("{label}=\"NaN\" on {metric:?}: node_exporter silently ignores this sample")]
+    NanBound { label: &'static str, metric: String },
+    #[error(
+        "second {label}={bound:?} for one series of {metric:?}: node_exporter silently keeps only the last"
+    )]
+    DuplicateBound {
+        label: &'static str,
+        bound: String,
+        metric: String,
+    },
+    #[error("second {name:?} sample for one series: node_exporter silently keeps only the last")]
+    DuplicateSumOrCount { name: String },
+    #[error(
+        "{name:?} must be a whole number from 0 to 2^64, got {token:?}: node_exporter would store it as an unsigned integer"
+    )]
+    BadCount { name: String, token: String },
+    #[error(
+        "{keyword} line for {metric:?} matches no sample, but {sibling:?} has samples: node_exporter would serve them without it (name the {keyword} line {sibling:?}, or move it before those samples)"
+    )]
+    OrphanDeclaration {
+        keyword: &'static str,
+        metric: String,
+        sibling: String,
+    },
+}
+
+/// Parses a whole exposition. Families come back in canonical order: sorted
+/// by name, series sorted by labels, buckets and quantiles by bound.
+pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+    Parser::default().run(input)
+}
+
+/// What a sample line's name means for the family it resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Plain,
+    Count,
+    Sum,
+}
+
+#[derive(Default)]
+struct FamilyState {
+    family: Option<Family>,
+    help_line: bool,
+    type_line: bool,
+    type_set: bool,
+    /// For summaries and histograms: canonical label text → series index.
+    distributions: HashMap<Box<str>, usize>,
+}
+
+impl FamilyState {
+    fn family(&mut self) -> &mut Family {
+        self.family
+            .as_mut()
+            .expect("family state always holds a family")
+    }
+}
+
+#[derive(Default)]
+struct Parser<'a> {
+    states: Vec<FamilyState>,
+    by_name: HashMap<&'a str, usize>,
+    labels: Vec<(&'a str, &'a str)>,
+    text: String,
+}
+
+/// A position in one line.
+struct Cursor<'a> {
+    line: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.line.get(self.pos).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.line.len()
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(&keep) {
+            self.pos += 1;
+        }
+        &self.line[start..self.pos]
+    }
+
+    fn take_until_blank(&mut self) -> &'a [u8] {
+        self.take_while(|b| b != b' ' && b != b'\t')
+    }
+
+    fn take_metric_name(&mut self) -> &'a str {
+        if !self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        {
+            return "";
+        }
+        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'))
+    }
+
+    fn take_label_name(&mut self) -> &'a str {
+        if !self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        {
+            return "";
+        }
+        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    }
+
+    /// How the byte at the cursor reads in a message: a quoted character, or
+    /// "end of line".
+    fn found(&self) -> String {
+        match self
+            .line
+            .get(self.pos..)
+            .and_then(|rest| rest.utf8_chunks().next())
+        {
+            None => "end of line".to_owned(),
+            Some(chunk) => match chunk.valid().chars().next() {
+                Some(c) => format!("{c:?}"),
+                None => format!("byte 0x{:02x}", self.line[self.pos]),
+            },
+        }
+    }
+}
+
+/// Names are checked against an ASCII charset before this is called.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Text for messages: valid UTF-8 as is, other bytes as `\xNN`.
+fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)`.
+fn is_int64(token: &[u8]) -> bool {
+    std::str::from_utf8(token).is_ok_and(|t| {
+        let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<i64>().is_ok()
+    })
+}
+
+/// The Go parser drops backslashes from the rest of a TYPE line and from
+/// what follows a timestamp; mirror that.
+fn without_backslashes(bytes: &[u8]) -> String {
+    lossy(
+        &bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\\')
+            .collect::<Vec<_>>(),
+    )
+}
+
+type Step<T = ()> = Result<T, (usize, ParseErrorKind)>;
+
+impl<'a> Parser<'a> {
+    fn run(mut self, input: &'a [u8]) -> Result<Vec<Family>, ParseError> {
+        let mut start = 0;
+        let mut line_no: u32 = 0;
+        while start < input.len() {
+            line_no += 1;
+            let (end, terminated) = match input[start..].iter().position(|&b| b == b'\n') {
+                Some(i) => (start + i, true),
+                None => (input.len(), false),
+            };
+            let line = &input[start..end];
+            if !terminated && line.iter().all(|&b| b == b' ' || b == b'\t') {
+                break;
+            }
+            let result = if line_no == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+                Err((0, ParseErrorKind::ByteOrderMark))
+            } else {
+                self.line(line, line_no)
+            };
+            let result = match result {
+                Ok(()) if !terminated => Err((line.len(), ParseErrorKind::UnexpectedEof)),
+                Err((pos, _)) if !terminated && pos >= line.len() => {
+                    Err((pos, ParseErrorKind::UnexpectedEof))
+                }
+                other => other,
+            };
+            if let Err((pos, kind)) = result {
+                return Err(error_at(line, line_no, pos, kind));
+            }
+            start = end + 1;
+        }
+        self.finish().map_err(|(line, kind)| ParseError {
+            line,
+            column: 1,
+            kind,
+            crlf: false,
+        })
+    }
+
+    fn line(&mut self, line: &'a [u8], line_no: u32) -> Step {
+        let mut c = Cursor { line, pos: 0 };
+        c.skip_blanks();
+        match c.peek() {
+            None => Ok(()),
+            Some(b'#') => {
+                c.pos += 1;
+                self.comment(&mut c, line_no)
+            }
+            Some(_) => self.sample(&mut c, line_no),
+        }
+    }
+
+    fn comment(&mut self, c: &mut Cursor<'a>, line_no: u32) -> Step {
+        c.skip_blanks();
+        let keyword = match c.take_until_blank() {
+            b"HELP" => "HELP",
+            b"TYPE" => "TYPE",
+            _ => return Ok(()),
+        };
+        if c.at_end() {
+            return Ok(());
+        }
+        c.skip_blanks();
+        let name = c.take_metric_name();
+        if c.at_end() {
+            return Ok(());
+        }
+        if !matches!(c.peek(), Some(b' ' | b'\t')) {
+            return Err((
+                c.pos,
+                ParseErrorKind::InvalidMetricNameInComment {
+                    keyword,
+                    found: c.found(),
+                },
+            ));
+        }
+        let (index, _) = self.resolve(name, line_no);
+        c.skip_blanks();
+        if c.at_end() {
+            return Ok(());
+        }
+        let state = &mut self.states[index];
+        let metric = state.family().name().to_owned();
+        if keyword == "HELP" {
+            if state.help_line {
+                return Err((c.pos, ParseErrorKind::SecondHelp { metric }));
+            }
+            let help = read_help(c, &metric)?;
+            state.help_line = true;
+            state.family().set_help(Some(help));
+        } else {
+            if state.type_set {
+                return Err((c.pos, ParseErrorKind::SecondType { metric }));
+            }
+            let token = without_backslashes(&c.line[c.pos..]);
+            let kind = match token.to_ascii_uppercase().as_str() {
+                "COUNTER" => MetricType::Counter,
+                "GAUGE" => MetricType::Gauge,
+                "SUMMARY" => MetricType::Summary,
+                "UNTYPED" => MetricType::Untyped,
+                "HISTOGRAM" => MetricType::Histogram,
+                "GAUGE_HISTOGRAM" => return Err((c.pos, ParseErrorKind::GaugeHistogram)),
+                _ => return Err((c.pos, ParseErrorKind::UnknownType { token })),
+            };
+            state.type_line = true;
+            state.type_set = true;
+            state.family().kind = kind;
+        }
+        Ok(())
+    }
+
+    /// Go's `setOrCreateCurrentMF`: an exact family, else the summary or
+    /// histogram this `_sum`/`_count`/`_bucket` belongs to, else a new one.
+    fn resolve(&mut self, name: &'a str, line_no: u32) -> (usize, Role) {
+        if let Some(&index) = self.by_name.get(name) {
+            return (index, Role::Plain);
+        }
+        let parent = |suffix: &str| name.strip_suffix(suffix).filter(|base| !base.is_empty());
+        let suffixes = [
+            ("_count", Role::Count, true),
+            ("_sum", Role::Sum, true),
+            ("_bucket", Role::Plain, false),
+        ];
+        for wanted in [MetricType::Summary, MetricType::Histogram] {
+            for (suffix, role, in_summary) in suffixes {
+                if wanted == MetricType::Summary && !in_summary {
+                    continue;
+                }
+                let Some(base) = parent(suffix) else { continue };
+                if let Some(&index) = self.by_name.get(base) {
+                    let state = &self.states[index];
+                    if state.family.as_ref().is_some_and(|f| f.kind() == wanted) {
+                        return (index, role);
+                    }
+                }
+            }
+        }
+        let mut family = Family::new(name, MetricType::Untyped);
+        family.line = line_no;
+        self.states.push(FamilyState {
+            family: Some(family),
+            ..FamilyState::default()
+        });
+        self.by_name.insert(name, self.states.len() - 1);
+        (self.states.len() - 1, Role::Plain)
+    }
+
+    fn sample(&mut self, c: &mut Cursor<'a>, line_no: u32) -> Step {
+        let name_pos = c.pos;
+        let name = c.take_metric_name();
+        if name.is_empty() {
+            return Err((
+                c.pos,
+                ParseErrorKind::InvalidMetricName { found: c.found() },
+            ));
+        }
+        let (index, role) = self.resolve(name, line_no);
+        let state = &mut self.states[index];
+        state.type_set = true;
+        let family = state
+            .family
+            .as_ref()
+            .expect("family state always holds a family");
+        let kind = family.kind();
+        let metric = family.name().to_owned();
+        c.skip_blanks();
+        self.labels.clear();
+        let mut bound = None;
+        if c.peek() == Some(b'{') {
+            c.pos += 1;
+            bound = self.read_labels(c, kind, &metric)?;
+            c.skip_blanks();
+        }
+        let value_pos = c.pos;
+        let token = c.take_until_blank();
+        let value = float::parse(token).ok_or_else(|| {
+            (
+                value_pos,
+                ParseErrorKind::InvalidValue {
+                    token: lossy(token),
+                },
+            )
+        })?;
+        if !c.at_end() {
+            return Err(timestamp_error(c));
+        }
+        self.canonical_text();
+        let state = &mut self.states[index];
+        if !kind.is_distribution() {
+            let text = std::mem::take(&mut self.text);
+            state
+                .family()
+                .push_canonical(&text, Value::Single(value), line_no);
+            self.text = text;
+            return Ok(());
+        }
+        let series = if let Some(&series) = state.distributions.get(self.text.as_str()) {
+            series
+        } else {
+            let series = state.family().push_canonical(
+                &self.text,
+                Value::Distribution(Box::default()),
+                line_no,
+            );
+            state
+                .distributions
+                .insert(self.text.as_str().into(), series);
+            series
+        };
+        let Value::Distribution(d) = state.family().value_mut(series) else {
+            unreachable!("summary and histogram series always hold a distribution");
+        };
+        record(d, kind, role, name, &metric, value, bound, token).map_err(|kind| (name_pos, kind))
+    }
+
+    /// Reads `{...}` up to and including the closing brace; returns the
+    /// `quantile` (summary) or `le` (histogram) value, which is not a label.
+    fn read_labels(
+        &mut self,
+        c: &mut Cursor<'a>,
+        kind: MetricType,
+        metric: &str,
+    ) -> Step<Option<(f64, String)>> {
+        let mut bound = None;
+        loop {
+            c.skip_blanks();
+            if c.peek() == Some(b'}') {
+                c.pos += 1;
+                return Ok(bound);
+            }
+            let name_pos = c.pos;
+            let label = c.take_label_name();
+            if label.is_empty() {
+                let found = c.found();
+                return Err((
+                    c.pos,
+                    ParseErrorKind::InvalidLabelName {
+                        metric: metric.into(),
+                        found,
+                    },
+                ));
+            }
+            c.skip_blanks();
+            if c.peek() != Some(b'=') {
+                let found = c.found();
+                return Err((
+                    c.pos,
+                    ParseErrorKind::ExpectedEquals {
+                        label: label.into(),
+                        found,
+                    },
+                ));
+            }
+            c.pos += 1;
+            if label == "__name__" {
+                return Err((name_pos, ParseErrorKind::ReservedLabelName));
+            }
+            let special = matches!(
+                (kind, label),
+                (MetricType::Summary, "quantile") | (MetricType::Histogram, "le")
+            );
+            let duplicate = if special {
+                bound.is_some()
+            } else {
+                self.labels.iter().any(|(n, _)| *n == label)
+            };
+            if duplicate {
+                let kind = ParseErrorKind::DuplicateLabelName {
+                    metric: metric.into(),
+                    label: label.into(),
+                };
+                return Err((name_pos, kind));
+            }
+            c.skip_blanks();
+            if c.peek() != Some(b'"') {
+                let found = c.found();
+                return Err((
+                    c.pos,
+                    ParseErrorKind::ExpectedQuote {
+                        label: label.into(),
+                        found,
+                    },
+                ));
+            }
+            c.pos += 1;
+            let raw = read_label_value(c)?;
+            if special {
+                let decoded = super::unescape_label_value(raw).into_owned();
+                let label = if kind == MetricType::Summary {
+                    "quantile"
+                } else {
+                    "le"
+                };
+                let value = float::parse(decoded.as_bytes()).ok_or_else(|| {
+                    (
+                        c.pos,
+                        ParseErrorKind::InvalidBound {
+                            label,
+                            value: decoded.clone(),
+                        },
+                    )
+                })?;
+                bound = Some((value, decoded));
+            } else {
+                self.labels.push((label, raw));
+            }
+            c.skip_blanks();
+            match c.peek() {
+                Some(b',') => c.pos += 1,
+                Some(b'}') => {
+                    c.pos += 1;
+                    return Ok(bound);
+                }
+                _ => {
+                    let kind = ParseErrorKind::UnexpectedEndOfLabelValue {
+                        value: raw.into(),
+                        found: c.found(),
+                    };
+                    return Err((c.pos, kind));
+                }
+            }
+        }
+    }
+
+    /// Sorts the line's labels by name and writes their canonical text.
+    fn canonical_text(&mut self) {
+        if !self.labels.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        self.text.clear();
+        for (i, (name, raw)) in self.labels.iter().enumerate() {
+            if i > 0 {
+                self.text.push(',');
+            }
+            self.text.push_str(name);
+            self.text.push_str("=\"");
+            self.text.push_str(raw);
+            self.text.push('"');
+        }
+    }
+
+    fn finish(self) -> Result<Vec<Family>, (u32, ParseErrorKind)> {
+        let mut families = Vec::with_capacity(self.states.len());
+        let populated: HashMap<&str, usize> = self
+            .states
+            .iter()
+            .filter_map(|s| s.family.as_ref())
+            .filter(|f| !f.is_empty())
+            .map(|f| (f.name(), f.len()))
+            .collect();
+        for state in &self.states {
+            let Some(family) = &state.family else {
+                continue;
+            };
+            if !family.is_empty() {
+                continue;
+            }
+            let sibling = ["_total", "_bucket", "_count", "_sum", "_created", "_info"]
+                .iter()
+                .map(|suffix| format!("{}{suffix}", family.name()))
+                .find(|candidate| populated.contains_key(candidate.as_str()));
+            if let Some(sibling) = sibling {
+                let keyword = if state.type_line { "TYPE" } else { "HELP" };
+                let metric = family.name().to_owned();
+                return Err((
+                    family.line,
+                    ParseErrorKind::OrphanDeclaration {
+                        keyword,
+                        metric,
+                        sibling,
+                    },
+                ));
+            }
+        }
+        for state in self.states {
+            if let Some(mut family) = state.family.filter(|f| !f.is_empty()) {
+                family.canonicalize();
+                families.push(family);
+            }
+        }
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(families)
+    }
+}
+
+/// Reads a label value after its opening quote, through the closing quote;
+/// returns the raw (still escaped) text, which is already canonical.
+fn read_label_value<'a>(c: &mut Cursor<'a>) -> Step<&'a str> {
+    let start = c.pos;
+    loop {
+        match c.peek() {
+            None => {
+                let value = lossy(&c.line[start..]);
+                return Err((c.pos, ParseErrorKind::UnescapedNewline { value }));
+            }
+            Some(b'"') => break,
+            Some(b'\\') => match c.line.get(c.pos + 1) {
+                Some(b'"' | b'\\' | b'n') => c.pos += 2,
+                other => {
+                    let sequence = match other {
+                        None => "\\\n".to_owned(),
+                        Some(_) => format!(
+                            "\\{}",
+                            lossy(&c.line[c.pos + 1..]).chars().next().unwrap_or('?')
+                        ),
+                    };
+                    let kind = ParseErrorKind::InvalidEscape {
+                        sequence,
+                        context: "a label value",
+                        allowed: "\\\\, \\\" and \\n",
+                    };
+                    return Err((c.pos + usize::from(other.is_some()), kind));
+                }
+            },
+            Some(_) => c.pos += 1,
+        }
+    }
+    let raw = &c.line[start..c.pos];
+    c.pos += 1;
+    std::str::from_utf8(raw).map_err(|_| {
+        (
+            start,
+            ParseErrorKind::InvalidLabelValue { value: lossy(raw) },
+        )
+    })
+}
+
+/// Reads a HELP text to the end of the line, decoding `\\` and `\n`.
+fn read_help(c: &mut Cursor<'_>, metric: &str) -> Step<String> {
+    let start = c.pos;
+    let mut out = Vec::with_capacity(c.line.len() - c.pos);
+    while let Some(b) = c.peek() {
+        if b == b'\\' {
+            match c.line.get(c.pos + 1) {
+                Some(b'\\') => out.push(b'\\'),
+                Some(b'n') => out.push(b'\n'),
+                other => {
+                    let sequence = match other {
+                        None => "\\\n".to_owned(),
+                        Some(_) => format!(
+                            "\\{}",
+                            lossy(&c.line[c.pos + 1..]).chars().next().unwrap_or('?')
+                        ),
+                    };
+                    let kind = ParseErrorKind::InvalidEscape {
+                        sequence,
+                        context: "a HELP text",
+                        allowed: "\\\\ and \\n",
+                    };
+                    return Err((c.pos + usize::from(other.is_some()), kind));
+                }
+            }
+            c.pos += 2;
+        } else {
+            out.push(b);
+            c.pos += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        (
+            start,
+            ParseErrorKind::HelpNotUtf8 {
+                metric: metric.into(),
+            },
+        )
+    })
+}
+
+/// The error for anything after a value: a malformed timestamp, text after
+/// it, or (when it is well formed) the timestamp itself.
+fn timestamp_error(c: &mut Cursor<'_>) -> (usize, ParseErrorKind) {
+    c.skip_blanks();
+    let start = c.pos;
+    let token = c.take_until_blank();
+    if token.is_empty() {
+        return (start, ParseErrorKind::TrailingBlank);
+    }
+    if token.starts_with(b"#") {
+        return (
+            start,
+            ParseErrorKind::Exemplar {
+                token: lossy(&c.line[start..]),
+            },
+        );
+    }
+    if !is_int64(token) {
+        return (
+            start,
+            ParseErrorKind::InvalidTimestamp {
+                token: lossy(token),
+            },
+        );
+    }
+    let rest = without_backslashes(&c.line[c.pos..]);
+    if !rest.is_empty() {
+        return (
+            c.pos,
+            ParseErrorKind::SpuriousAfterTimestamp { token: rest },
+        );
+    }
+    (
+        start,
+        ParseErrorKind::Timestamp {
+            token: lossy(token),
+        },
+    )
+}
+
+/// Stores one summary or histogram line in its series.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    d: &mut Distribution,
+    kind: MetricType,
+    role: Role,
+    name: &str,
+    metric: &str,
+    value: f64,
+    bound: Option<(f64, String)>,
+    token: &[u8],
+) -> Result<(), ParseErrorKind> {
+    let check_count = |v: f64| {
+        // 2^64: node_exporter converts counts to uint64.
+        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 18_446_744_073_709_551_616.0 {
+            Ok(())
+        } else {
+            Err(ParseErrorKind::BadCount {
+                name: name.into(),
+                token: lossy(token),
+            })
+        }
+    };
+    match role {
+        Role::Count => {
+            check_count(value)?;
+            if d.count.replace(value).is_some() {
+                return Err(ParseErrorKind::DuplicateSumOrCount { name: name.into() });
+            }
+        }
+        Role::Sum => {
+            if d.sum.replace(value).is_some() {
+                return Err(ParseErrorKind::DuplicateSumOrCount { name: name.into() });
+            }
+        }
+        Role::Plain => {
+            let label = if kind == MetricType::Summary {
+                "quantile"
+            } else {
+                "le"
+            };
+            let Some((at, spelled)) = bound else {
+                return Err(if kind == MetricType::Summary {
+                    ParseErrorKind::SummaryWithoutQuantile {
+                        metric: metric.into(),
+                    }
+                } else {
+                    ParseErrorKind::HistogramWithoutLe {
+                        name: name.into(),
+                        metric: metric.into(),
+                    }
+                });
+            };
+            if at.is_nan() {
+                return Err(ParseErrorKind::NanBound {
+                    label,
+                    metric: metric.into(),
+                });
+            }
+            if d.points.iter().any(|(seen, _)| *seen == at) {
+                return Err(ParseErrorKind::DuplicateBound {
+                    label,
+                    bound: spelled,
+                    metric: metric.into(),
+                });
+            }
+            if kind == MetricType::Histogram {
+                check_count(value)?;
+            }
+            d.points.push((at, value));
+        }
+    }
+    Ok(())
+}
+
+fn error_at(line: &[u8], line_no: u32, pos: usize, kind: ParseErrorKind) -> ParseError {
+    let pos = pos.min(line.len());
+    let column = String::from_utf8_lossy(&line[..pos]).chars().count() as u32 + 1;
+    ParseError {
+        line: line_no,
+        column,
+        kind,
+        crlf: line.ends_with(b"\r"),
+    }
+}

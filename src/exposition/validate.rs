@@ -1,0 +1,494 @@
+//! The checks node_exporter's textfile collector and the client_golang
+//! registry apply after parsing, applied before anything is written.
+//!
+//! node_exporter reads every `*.prom` file in name order, merges families of
+//! the same name, pads missing labels with `""`, and hands every sample to the
+//! registry, which drops (with only a log line) a series whose HELP or TYPE
+//! differs from the first one seen, a duplicate series, and a name that
+//! collides with a summary's or histogram's `_sum`/`_count`/`_bucket`. Label
+//! names starting with `__` crash it. Names of its own metrics are masked or
+//! merged. [`validate`] finds all of these in a set of files at once, so a
+//! writer can refuse the file that would cause them.
+//!
+//! Pure: sources are borrowed models, problems are returned.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use super::{Family, Labels, MetricType};
+
+/// One input of a set: a name for messages (a path) and its families, as
+/// [`parse`](super::parse::parse) returned them.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The file name or path shown in messages.
+    pub name: &'a str,
+    /// The parsed families.
+    pub families: &'a [Family],
+}
+
+/// A problem found in one source, with the other source it conflicts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Index of the source the problem is reported against (the later one,
+    /// whose series node_exporter would drop).
+    pub source: usize,
+    /// Line in that source, or 0 when unknown.
+    pub line: u32,
+    /// What is wrong.
+    pub violation: Violation,
+    /// The earlier source and line this one conflicts with, if any.
+    pub other: Option<(usize, u32)>,
+}
+
+/// The gather-time rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its message
+pub enum Violation {
+    #[error("invalid metric name {metric:?}: expected [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    InvalidMetricName { metric: String },
+    #[error("invalid label name {label:?} on {metric:?}: expected [a-zA-Z_][a-zA-Z0-9_]*")]
+    InvalidLabelName { metric: String, label: String },
+    #[error(
+        "label name {label:?} on {metric:?} starts with \"__\", which is reserved: node_exporter 1.5.0 crashes on it"
+    )]
+    ReservedLabelName { metric: String, label: String },
+    #[error("label name {label:?} appears twice on {metric:?}")]
+    DuplicateLabelName { metric: String, label: String },
+    #[error("label {label:?} is reserved on {kind} {metric:?}")]
+    BoundLabel {
+        metric: String,
+        label: String,
+        kind: MetricType,
+    },
+    #[error(
+        "metric name {metric:?} belongs to node_exporter itself: its series would mask or be merged into the exporter's own"
+    )]
+    ExporterName { metric: String },
+    #[error(
+        "metric name {metric:?} collides with node_exporter's own {owner_kind} {owner:?}: node_exporter would drop it"
+    )]
+    ExporterSuffixClash {
+        metric: String,
+        owner: String,
+        owner_kind: MetricType,
+    },
+    #[error(
+        "{metric:?} has type {kind} here but {other_kind} in {other_source}: node_exporter would drop these series"
+    )]
+    TypeConflict {
+        metric: String,
+        kind: MetricType,
+        other_kind: MetricType,
+        other_source: String,
+    },
+    #[error(
+        "HELP for {metric:?} is {help} here but {other_help} in {other_source}: node_exporter would drop these series"
+    )]
+    HelpConflict {
+        metric: String,
+        help: HelpText,
+        other_help: HelpText,
+        other_source: String,
+    },
+    #[error("duplicate series {series} (also in {other_source}): node_exporter would drop it")]
+    DuplicateSeries {
+        series: String,
+        other_source: String,
+    },
+    #[error(
+        "{metric:?} collides with {kind} {owner:?} in {other_source} (its _sum, _count or _bucket): node_exporter would drop one of them"
+    )]
+    SuffixCollision {
+        metric: String,
+        owner: String,
+        kind: MetricType,
+        other_source: String,
+    },
+}
+
+/// A HELP text as quoted in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpText(pub Option<String>);
+
+impl fmt::Display for HelpText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(text) => write!(f, "{text:?}"),
+            None => f.write_str("missing"),
+        }
+    }
+}
+
+/// Checks a set of sources together, in the order given (node_exporter's
+/// order is sorted file names). Problems come back in source order.
+pub fn validate(sources: &[Source<'_>]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut first: HashMap<&str, FirstSeen> = HashMap::new();
+    let mut sources_per_name: HashMap<&str, usize> = HashMap::new();
+    for source in sources {
+        for family in source.families {
+            *sources_per_name.entry(family.name()).or_default() += 1;
+        }
+    }
+    let mut series_seen: HashMap<&str, HashMap<Cow<'_, str>, (usize, u32)>> = HashMap::new();
+    for (index, source) in sources.iter().enumerate() {
+        let mut report = |line: u32, violation: Violation, other: Option<(usize, u32)>| {
+            problems.push(Problem {
+                source: index,
+                line,
+                violation,
+                other,
+            });
+        };
+        for family in source.families {
+            let name = family.name();
+            if let Some(violation) = check_names(family) {
+                report(family.line(), violation, None);
+                continue;
+            }
+            if let Some(violation) = exporter_clash(family) {
+                report(family.line(), violation, None);
+                continue;
+            }
+            if let Some(earlier) = first.get(name) {
+                let other_source = place(sources, earlier.source, earlier.line);
+                let other = Some((earlier.source, earlier.line));
+                if earlier.kind != family.kind() {
+                    let violation = Violation::TypeConflict {
+                        metric: name.into(),
+                        kind: family.kind(),
+                        other_kind: earlier.kind,
+                        other_source,
+                    };
+                    report(family.line(), violation, other);
+                    continue;
+                }
+                if earlier.help != family.help() {
+                    let violation = Violation::HelpConflict {
+                        metric: name.into(),
+                        help: HelpText(family.help().map(str::to_owned)),
+                        other_help: HelpText(earlier.help.map(str::to_owned)),
+                        other_source,
+                    };
+                    report(family.line(), violation, other);
+                    continue;
+                }
+            } else {
+                if let Some((owner, kind, at)) = suffix_collision(family, &first) {
+                    let violation = Violation::SuffixCollision {
+                        metric: name.into(),
+                        owner: owner.into(),
+                        kind,
+                        other_source: place(sources, at.0, at.1),
+                    };
+                    report(family.line(), violation, Some(at));
+                    continue;
+                }
+                first.insert(
+                    name,
+                    FirstSeen {
+                        kind: family.kind(),
+                        help: family.help(),
+                        source: index,
+                        line: family.line(),
+                    },
+                );
+            }
+            let alone = sources_per_name.get(name) == Some(&1);
+            if alone && !family.series().any(|s| has_empty_value(s.labels)) {
+                // Series are sorted by label text, so duplicates are neighbours.
+                let series: Vec<_> = family.series().collect();
+                for pair in series.windows(2) {
+                    if pair[0].labels == pair[1].labels {
+                        let violation =
+                            duplicate(name, pair[1].labels, place(sources, index, pair[0].line));
+                        report(pair[1].line, violation, Some((index, pair[0].line)));
+                    }
+                }
+                continue;
+            }
+            let seen = series_seen.entry(name).or_default();
+            for s in family.series() {
+                match seen.entry(identity(s.labels)) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let (at, mut at_line) = *e.get();
+                        // Within one file, report the later line of the two.
+                        let mut line = s.line;
+                        if at == index && at_line > line {
+                            std::mem::swap(&mut line, &mut at_line);
+                        }
+                        let violation = duplicate(name, s.labels, place(sources, at, at_line));
+                        report(line, violation, Some((at, at_line)));
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert((index, s.line));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+struct FirstSeen<'a> {
+    kind: MetricType,
+    help: Option<&'a str>,
+    source: usize,
+    line: u32,
+}
+
+fn duplicate(metric: &str, labels: Labels<'_>, other_source: String) -> Violation {
+    let note = if has_empty_value(labels) {
+        ", where an empty label value counts as absent"
+    } else {
+        ""
+    };
+    let labels = identity(labels);
+    let series = if labels.is_empty() {
+        metric.to_owned()
+    } else {
+        format!("{metric}{{{labels}}}")
+    };
+    let series = format!("{series}{note}");
+    Violation::DuplicateSeries {
+        series,
+        other_source,
+    }
+}
+
+/// `name:line` of an earlier definition, for messages.
+fn place(sources: &[Source<'_>], index: usize, line: u32) -> String {
+    let name = sources[index].name;
+    if line == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}:{line}")
+    }
+}
+
+fn has_empty_value(labels: Labels<'_>) -> bool {
+    labels.as_text().contains("=\"\"")
+}
+
+/// A series' identity for the registry: node_exporter pads absent labels
+/// with `""`, so an empty value is the same as no label.
+fn identity(labels: Labels<'_>) -> Cow<'_, str> {
+    if !has_empty_value(labels) {
+        return Cow::Borrowed(labels.as_text());
+    }
+    let kept: Vec<_> = labels.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let mut family = Family::new("", MetricType::Untyped);
+    family.push(&kept, super::Value::Single(0.0));
+    Cow::Owned(
+        family
+            .series()
+            .next()
+            .map(|s| s.labels.as_text().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+pub(crate) fn is_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+pub(crate) fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Names and label names; parsed input already satisfies the charset, built
+/// families (protobuf, wrappers) may not.
+fn check_names(family: &Family) -> Option<Violation> {
+    let metric = family.name();
+    if !is_metric_name(metric) {
+        return Some(Violation::InvalidMetricName {
+            metric: metric.into(),
+        });
+    }
+    let bound = match family.kind() {
+        MetricType::Summary => Some("quantile"),
+        MetricType::Histogram => Some("le"),
+        _ => None,
+    };
+    for series in family.series() {
+        let mut previous = None;
+        for (label, _) in series.labels.iter() {
+            let err =
+                |make: fn(String, String) -> Violation| Some(make(metric.into(), label.into()));
+            if !is_label_name(label) {
+                return err(|metric, label| Violation::InvalidLabelName { metric, label });
+            }
+            if label.starts_with("__") {
+                return err(|metric, label| Violation::ReservedLabelName { metric, label });
+            }
+            if previous == Some(label) {
+                return err(|metric, label| Violation::DuplicateLabelName { metric, label });
+            }
+            if bound == Some(label) {
+                let kind = family.kind();
+                return Some(Violation::BoundLabel {
+                    metric: metric.into(),
+                    label: label.into(),
+                    kind,
+                });
+            }
+            previous = Some(label);
+        }
+    }
+    None
+}
+
+/// The first earlier family this one collides with through a suffix, in
+/// either direction.
+fn suffix_collision<'a>(
+    family: &Family,
+    first: &HashMap<&'a str, FirstSeen<'a>>,
+) -> Option<(&'a str, MetricType, (usize, u32))> {
+    let name = family.name();
+    for (base, kind) in suffix_owners(name) {
+        if let Some((&owner, seen)) = first.get_key_value(base)
+            && owns_suffix(seen.kind, kind)
+        {
+            return Some((owner, seen.kind, (seen.source, seen.line)));
+        }
+    }
+    for child in suffix_children(name, family.kind()) {
+        if let Some((&owner, seen)) = first.get_key_value(child.as_str()) {
+            return Some((owner, family.kind(), (seen.source, seen.line)));
+        }
+    }
+    None
+}
+
+/// `(parent, the parent type that owns this suffix)`: `x_bucket` can only be
+/// a histogram's; `x_sum`/`x_count` a summary's or a histogram's (reported as
+/// `Summary`, matched against both).
+fn suffix_owners(name: &str) -> impl Iterator<Item = (&str, MetricType)> {
+    let summary_or_histogram = ["_count", "_sum"]
+        .into_iter()
+        .filter_map(move |s| name.strip_suffix(s).map(|base| (base, MetricType::Summary)));
+    let histogram = name
+        .strip_suffix("_bucket")
+        .map(|base| (base, MetricType::Histogram));
+    summary_or_histogram.chain(histogram)
+}
+
+/// Whether a family of `owner` type claims a suffix that [`suffix_owners`]
+/// attributed to `claimed` (`Summary` stands for "summary or histogram").
+fn owns_suffix(owner: MetricType, claimed: MetricType) -> bool {
+    owner == claimed || (claimed == MetricType::Summary && owner == MetricType::Histogram)
+}
+
+fn suffix_children(name: &str, kind: MetricType) -> Vec<String> {
+    match kind {
+        MetricType::Summary => vec![format!("{name}_count"), format!("{name}_sum")],
+        MetricType::Histogram => {
+            vec![
+                format!("{name}_count"),
+                format!("{name}_sum"),
+                format!("{name}_bucket"),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Metric families node_exporter 1.5.0 serves itself with only the textfile
+/// collector enabled (measured), which a file must not define.
+const EXPORTER_FAMILIES: &[(&str, MetricType)] = &[
+    ("go_gc_duration_seconds", MetricType::Summary),
+    ("go_goroutines", MetricType::Gauge),
+    ("go_info", MetricType::Gauge),
+    ("go_memstats_alloc_bytes", MetricType::Gauge),
+    ("go_memstats_alloc_bytes_total", MetricType::Counter),
+    ("go_memstats_buck_hash_sys_bytes", MetricType::Gauge),
+    ("go_memstats_frees_total", MetricType::Counter),
+    ("go_memstats_gc_sys_bytes", MetricType::Gauge),
+    ("go_memstats_heap_alloc_bytes", MetricType::Gauge),
+    ("go_memstats_heap_idle_bytes", MetricType::Gauge),
+    ("go_memstats_heap_inuse_bytes", MetricType::Gauge),
+    ("go_memstats_heap_objects", MetricType::Gauge),
+    ("go_memstats_heap_released_bytes", MetricType::Gauge),
+    ("go_memstats_heap_sys_bytes", MetricType::Gauge),
+    ("go_memstats_last_gc_time_seconds", MetricType::Gauge),
+    ("go_memstats_lookups_total", MetricType::Counter),
+    ("go_memstats_mallocs_total", MetricType::Counter),
+    ("go_memstats_mcache_inuse_bytes", MetricType::Gauge),
+    ("go_memstats_mcache_sys_bytes", MetricType::Gauge),
+    ("go_memstats_mspan_inuse_bytes", MetricType::Gauge),
+    ("go_memstats_mspan_sys_bytes", MetricType::Gauge),
+    ("go_memstats_next_gc_bytes", MetricType::Gauge),
+    ("go_memstats_other_sys_bytes", MetricType::Gauge),
+    ("go_memstats_stack_inuse_bytes", MetricType::Gauge),
+    ("go_memstats_stack_sys_bytes", MetricType::Gauge),
+    ("go_memstats_sys_bytes", MetricType::Gauge),
+    ("go_threads", MetricType::Gauge),
+    ("node_exporter_build_info", MetricType::Gauge),
+    ("node_scrape_collector_duration_seconds", MetricType::Gauge),
+    ("node_scrape_collector_success", MetricType::Gauge),
+    ("node_textfile_mtime_seconds", MetricType::Gauge),
+    ("node_textfile_scrape_error", MetricType::Gauge),
+    ("process_cpu_seconds_total", MetricType::Counter),
+    ("process_max_fds", MetricType::Gauge),
+    ("process_open_fds", MetricType::Gauge),
+    ("process_resident_memory_bytes", MetricType::Gauge),
+    ("process_start_time_seconds", MetricType::Gauge),
+    ("process_virtual_memory_bytes", MetricType::Gauge),
+    ("process_virtual_memory_max_bytes", MetricType::Gauge),
+    ("promhttp_metric_handler_errors_total", MetricType::Counter),
+    (
+        "promhttp_metric_handler_requests_in_flight",
+        MetricType::Gauge,
+    ),
+    (
+        "promhttp_metric_handler_requests_total",
+        MetricType::Counter,
+    ),
+];
+
+fn exporter_kind(name: &str) -> Option<MetricType> {
+    EXPORTER_FAMILIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+}
+
+fn exporter_clash(family: &Family) -> Option<Violation> {
+    let name = family.name();
+    if name.starts_with("node_textfile_") || exporter_kind(name).is_some() {
+        return Some(Violation::ExporterName {
+            metric: name.into(),
+        });
+    }
+    for (base, kind) in suffix_owners(name) {
+        if let Some(owner_kind) = exporter_kind(base)
+            && owns_suffix(owner_kind, kind)
+        {
+            return Some(Violation::ExporterSuffixClash {
+                metric: name.into(),
+                owner: base.into(),
+                owner_kind,
+            });
+        }
+    }
+    for child in suffix_children(name, family.kind()) {
+        if let Some(owner_kind) = exporter_kind(&child) {
+            return Some(Violation::ExporterSuffixClash {
+                metric: name.into(),
+                owner: child,
+                owner_kind,
+            });
+        }
+    }
+    None
+}
