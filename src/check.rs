@@ -27,7 +27,7 @@ pub struct CheckOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// A path named on the command line could not be read.
-    #[error("cannot read {path:?}: {source}")]
+    #[error("cannot read {path:?}")]
     Read {
         /// The path as given.
         path: PathBuf,

@@ -97,10 +97,14 @@ pub fn write(out: &mut String, value: f64) {
     } else if value == 0.0 {
         out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
     } else if value.fract() == 0.0 && value.abs() < 1e6 {
-        // Fast path for the common case of small integers; exact below 2^53.
+        // Integers are the common case (counts, sizes) and format fastest.
         #[allow(clippy::cast_possible_truncation)]
         let integer = value as i64;
         let _ = write!(out, "{integer}");
+    } else if (1e-4..1e6).contains(&value.abs()) {
+        // Go writes these positionally, with the shortest round-trip digits,
+        // which is exactly what Rust's `Display` does.
+        let _ = write!(out, "{value}");
     } else {
         let mut scratch = String::with_capacity(32);
         let _ = write!(scratch, "{value:e}");
@@ -152,7 +156,7 @@ fn write_scientific_as_go(out: &mut String, rust: &str) {
     }
 }
 
-/// Go's spelling of `value` as a new string; see [`write`].
+/// Go's spelling of `value` as a new string; see [`write()`].
 pub fn to_string(value: f64) -> String {
     let mut out = String::new();
     write(&mut out, value);

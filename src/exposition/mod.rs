@@ -330,6 +330,22 @@ impl<'a> Labels<'a> {
         LabelIter { rest: self.0 }
     }
 
+    /// The label names in order, without decoding any value.
+    pub fn names(self) -> impl Iterator<Item = &'a str> {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let (name, after) = rest.split_at_checked(rest.find('=')?)?;
+            let bytes = after.as_bytes();
+            // Skip `="`, then the value up to its unescaped closing quote.
+            let mut end = 2;
+            while end < bytes.len() && bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            rest = after.get(end + 2..).unwrap_or("");
+            Some(name)
+        })
+    }
+
     /// The value of label `name`, if present.
     pub fn get(self, name: &str) -> Option<Cow<'a, str>> {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)

@@ -182,6 +182,8 @@ impl FamilyState {
 
 #[derive(Default)]
 struct Parser<'a> {
+    /// The last sample name resolved, which the next line usually repeats.
+    last: Option<(&'a str, usize, Role)>,
     states: Vec<FamilyState>,
     by_name: HashMap<&'a str, usize>,
     labels: Vec<(&'a str, &'a str)>,
@@ -453,7 +455,11 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::InvalidMetricName { found: c.found() },
             ));
         }
-        let (index, role) = self.resolve(name, line_no);
+        let (index, role) = match self.last {
+            Some((last, index, role)) if last == name => (index, role),
+            _ => self.resolve(name, line_no),
+        };
+        self.last = Some((name, index, role));
         let state = &mut self.states[index];
         state.type_set = true;
         let family = state

@@ -603,6 +603,7 @@ fn model_helpers() {
         [("a", "q\"u\\o\nte".to_owned()), ("z", "1".to_owned())]
     );
     assert_eq!(s.labels.get("y"), None);
+    assert_eq!(s.labels.names().collect::<Vec<_>>(), ["a", "z"]);
     assert_eq!(
         Family::new("m", MetricType::Gauge)
             .with_help("  text ")

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use super::{Family, Labels, MetricType};
@@ -124,112 +125,153 @@ impl fmt::Display for HelpText {
 /// Checks a set of sources together, in the order given (node_exporter's
 /// order is sorted file names). Problems come back in source order.
 pub fn validate(sources: &[Source<'_>]) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut first: HashMap<&str, FirstSeen> = HashMap::new();
     let mut sources_per_name: HashMap<&str, usize> = HashMap::new();
     for source in sources {
         for family in source.families {
             *sources_per_name.entry(family.name()).or_default() += 1;
         }
     }
-    let mut series_seen: HashMap<&str, HashMap<Cow<'_, str>, (usize, u32)>> = HashMap::new();
+    let mut validator = Validator {
+        sources,
+        sources_per_name,
+        first: HashMap::new(),
+        series_seen: HashMap::new(),
+        problems: Vec::new(),
+    };
     for (index, source) in sources.iter().enumerate() {
-        let mut report = |line: u32, violation: Violation, other: Option<(usize, u32)>| {
-            problems.push(Problem {
-                source: index,
-                line,
-                violation,
-                other,
-            });
-        };
         for family in source.families {
-            let name = family.name();
-            if let Some(violation) = check_names(family) {
-                report(family.line(), violation, None);
-                continue;
-            }
-            if let Some(violation) = exporter_clash(family) {
-                report(family.line(), violation, None);
-                continue;
-            }
-            if let Some(earlier) = first.get(name) {
-                let other_source = place(sources, earlier.source, earlier.line);
-                let other = Some((earlier.source, earlier.line));
-                if earlier.kind != family.kind() {
-                    let violation = Violation::TypeConflict {
-                        metric: name.into(),
-                        kind: family.kind(),
-                        other_kind: earlier.kind,
-                        other_source,
-                    };
-                    report(family.line(), violation, other);
-                    continue;
+            match validator.family_conflict(index, family) {
+                Some((violation, other)) => {
+                    validator.report(index, family.line(), violation, other);
                 }
-                if earlier.help != family.help() {
-                    let violation = Violation::HelpConflict {
-                        metric: name.into(),
-                        help: HelpText(family.help().map(str::to_owned)),
-                        other_help: HelpText(earlier.help.map(str::to_owned)),
-                        other_source,
-                    };
-                    report(family.line(), violation, other);
-                    continue;
-                }
-            } else {
-                if let Some((owner, kind, at)) = suffix_collision(family, &first) {
-                    let violation = Violation::SuffixCollision {
-                        metric: name.into(),
-                        owner: owner.into(),
+                None => validator.duplicates(index, family),
+            }
+        }
+    }
+    validator.problems
+}
+
+/// The state of one [`validate`] pass: what was seen first, and where.
+struct Validator<'a> {
+    sources: &'a [Source<'a>],
+    sources_per_name: HashMap<&'a str, usize>,
+    first: HashMap<&'a str, FirstSeen<'a>>,
+    series_seen: HashMap<&'a str, HashMap<Cow<'a, str>, (usize, u32)>>,
+    problems: Vec<Problem>,
+}
+
+type Conflict = (Violation, Option<(usize, u32)>);
+
+impl<'a> Validator<'a> {
+    fn report(
+        &mut self,
+        source: usize,
+        line: u32,
+        violation: Violation,
+        other: Option<(usize, u32)>,
+    ) {
+        self.problems.push(Problem {
+            source,
+            line,
+            violation,
+            other,
+        });
+    }
+
+    /// A problem with the family as a whole: its names, a clash with
+    /// node_exporter's own metrics, or a HELP, TYPE or suffix conflict with
+    /// an earlier family. Records the family when it is the first of its name.
+    fn family_conflict(&mut self, index: usize, family: &'a Family) -> Option<Conflict> {
+        if let Some(violation) = check_names(family).or_else(|| exporter_clash(family)) {
+            return Some((violation, None));
+        }
+        let name = family.name();
+        let Some(earlier) = self.first.get(name) else {
+            if let Some((owner, kind, at)) = suffix_collision(family, &self.first) {
+                let other_source = place(self.sources, at.0, at.1);
+                let metric = name.into();
+                let owner = owner.into();
+                return Some((
+                    Violation::SuffixCollision {
+                        metric,
+                        owner,
                         kind,
-                        other_source: place(sources, at.0, at.1),
-                    };
-                    report(family.line(), violation, Some(at));
-                    continue;
-                }
-                first.insert(
-                    name,
-                    FirstSeen {
-                        kind: family.kind(),
-                        help: family.help(),
-                        source: index,
-                        line: family.line(),
+                        other_source,
                     },
-                );
+                    Some(at),
+                ));
             }
-            let alone = sources_per_name.get(name) == Some(&1);
-            if alone && !family.series().any(|s| has_empty_value(s.labels)) {
-                // Series are sorted by label text, so duplicates are neighbours.
-                let series: Vec<_> = family.series().collect();
-                for pair in series.windows(2) {
-                    if pair[0].labels == pair[1].labels {
-                        let violation =
-                            duplicate(name, pair[1].labels, place(sources, index, pair[0].line));
-                        report(pair[1].line, violation, Some((index, pair[0].line)));
-                    }
+            let seen = FirstSeen {
+                kind: family.kind(),
+                help: family.help(),
+                source: index,
+                line: family.line(),
+            };
+            self.first.insert(name, seen);
+            return None;
+        };
+        let other_source = place(self.sources, earlier.source, earlier.line);
+        let other = Some((earlier.source, earlier.line));
+        if earlier.kind != family.kind() {
+            let violation = Violation::TypeConflict {
+                metric: name.into(),
+                kind: family.kind(),
+                other_kind: earlier.kind,
+                other_source,
+            };
+            return Some((violation, other));
+        }
+        if earlier.help != family.help() {
+            let violation = Violation::HelpConflict {
+                metric: name.into(),
+                help: HelpText(family.help().map(str::to_owned)),
+                other_help: HelpText(earlier.help.map(str::to_owned)),
+                other_source,
+            };
+            return Some((violation, other));
+        }
+        None
+    }
+
+    /// Reports series whose identity was already seen under this name.
+    fn duplicates(&mut self, index: usize, family: &'a Family) {
+        let name = family.name();
+        let alone = self.sources_per_name.get(name) == Some(&1);
+        if alone && !family.series().any(|s| has_empty_value(s.labels)) {
+            // Series are sorted by label text, so duplicates are neighbours:
+            // no map needed in the common case.
+            let series: Vec<_> = family.series().collect();
+            for pair in series.windows(2) {
+                if pair[0].labels == pair[1].labels {
+                    let violation = duplicate(
+                        name,
+                        pair[1].labels,
+                        place(self.sources, index, pair[0].line),
+                    );
+                    self.report(index, pair[1].line, violation, Some((index, pair[0].line)));
                 }
-                continue;
             }
-            let seen = series_seen.entry(name).or_default();
-            for s in family.series() {
-                match seen.entry(identity(s.labels)) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let (at, mut at_line) = *e.get();
-                        // Within one file, report the later line of the two.
-                        let mut line = s.line;
-                        if at == index && at_line > line {
-                            std::mem::swap(&mut line, &mut at_line);
-                        }
-                        let violation = duplicate(name, s.labels, place(sources, at, at_line));
-                        report(line, violation, Some((at, at_line)));
+            return;
+        }
+        for s in family.series() {
+            let seen = self.series_seen.entry(name).or_default();
+            match seen.entry(identity(s.labels)) {
+                Entry::Vacant(e) => {
+                    e.insert((index, s.line));
+                }
+                Entry::Occupied(e) => {
+                    let (at, mut at_line) = *e.get();
+                    // Within one file, report the later line of the two.
+                    let mut line = s.line;
+                    if at == index && at_line > line {
+                        std::mem::swap(&mut line, &mut at_line);
                     }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert((index, s.line));
-                    }
+                    let violation = duplicate(name, s.labels, place(self.sources, at, at_line));
+                    self.report(index, line, violation, Some((at, at_line)));
                 }
             }
         }
     }
-    problems
 }
 
 struct FirstSeen<'a> {
@@ -322,7 +364,7 @@ fn check_names(family: &Family) -> Option<Violation> {
     };
     for series in family.series() {
         let mut previous = None;
-        for (label, _) in series.labels.iter() {
+        for label in series.labels.names() {
             let err =
                 |make: fn(String, String) -> Violation| Some(make(metric.into(), label.into()));
             if !is_label_name(label) {

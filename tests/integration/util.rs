@@ -1,0 +1,174 @@
+//! The `Test` builder that runs the promdrop binary, peer lookup, and a
+//! minimal loopback HTTP client.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs `promdrop` with arguments and standard input, then checks the
+/// outcome; failures print the command, its output and the files written.
+#[derive(Debug, Default)]
+pub struct Test {
+    args: Vec<OsString>,
+    stdin: Vec<u8>,
+    env: Vec<(String, String)>,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = input.into();
+        self
+    }
+
+    #[allow(dead_code)] // used by later feature modules
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    #[track_caller]
+    pub fn run(self) -> Outcome {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
+        command
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.env_remove("PROMDROP_DIR");
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("promdrop binary runs");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = self.stdin.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("promdrop finishes");
+        writer.join().expect("stdin writer");
+        Outcome {
+            description: format!("promdrop {:?}", self.args),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a `promdrop` run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    description: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    fn context(&self) -> String {
+        format!(
+            "command: {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.description, self.code, self.stdout, self.stderr
+        )
+    }
+
+    #[track_caller]
+    pub fn status(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit code\n{}",
+            self.context()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout(self, expected: &str) -> Self {
+        assert_eq!(
+            self.stdout,
+            expected,
+            "unexpected stdout\n{}",
+            self.context()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr(self, expected: &str) -> Self {
+        assert_eq!(
+            self.stderr,
+            expected,
+            "unexpected stderr\n{}",
+            self.context()
+        );
+        self
+    }
+}
+
+/// The path of a peer program, or `None` to skip. With
+/// `PROMDROP_REQUIRE_PEERS=1` (as in CI) a missing peer fails the test.
+pub fn peer(program: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("PROMDROP_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "peer {program:?} is required (PROMDROP_REQUIRE_PEERS=1) but is not installed; run .ci/run to install the peers"
+        );
+        eprintln!("skipping: peer {program:?} is not installed");
+    }
+    found
+}
+
+/// A plain HTTP/1.0 GET on loopback: `(status, body)`.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    Ok((status, body))
+}
+
+/// Copies every regular file of `from` into `to`.
+pub fn copy_files(from: &Path, to: &Path, skip: &[&str]) {
+    for entry in std::fs::read_dir(from).expect("readable case dir") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if entry.file_type().is_ok_and(|t| t.is_file()) && !skip.iter().any(|s| name == *s) {
+            std::fs::copy(entry.path(), to.join(&name)).expect("copy case file");
+        }
+    }
+}
