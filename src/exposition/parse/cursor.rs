@@ -1,0 +1,233 @@
+//! Reading the tokens of one line: names, quoted label values, HELP text,
+//! and whatever follows a value. Knows nothing of families; see the parent
+//! module for the state that spans lines.
+
+use std::fmt::Write as _;
+
+use super::{ParseErrorKind, Step};
+
+/// A position in one line.
+pub(super) struct Cursor<'a> {
+    pub line: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.line.get(self.pos).copied()
+    }
+
+    pub(super) fn at_end(&self) -> bool {
+        self.pos >= self.line.len()
+    }
+
+    pub(super) fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    pub(super) fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(&keep) {
+            self.pos += 1;
+        }
+        &self.line[start..self.pos]
+    }
+
+    pub(super) fn take_until_blank(&mut self) -> &'a [u8] {
+        self.take_while(|b| b != b' ' && b != b'\t')
+    }
+
+    pub(super) fn take_metric_name(&mut self) -> &'a str {
+        if !self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        {
+            return "";
+        }
+        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'))
+    }
+
+    pub(super) fn take_label_name(&mut self) -> &'a str {
+        if !self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        {
+            return "";
+        }
+        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    }
+
+    /// How the byte at the cursor reads in a message: a quoted character, or
+    /// "end of line".
+    pub(super) fn found(&self) -> String {
+        match self
+            .line
+            .get(self.pos..)
+            .and_then(|rest| rest.utf8_chunks().next())
+        {
+            None => "end of line".to_owned(),
+            Some(chunk) => match chunk.valid().chars().next() {
+                Some(c) => format!("{c:?}"),
+                None => format!("byte 0x{:02x}", self.line[self.pos]),
+            },
+        }
+    }
+}
+
+/// Names are checked against an ASCII charset before this is called.
+pub(super) fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Text for messages: valid UTF-8 as is, other bytes as `\xNN`.
+pub(super) fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)`.
+pub(super) fn is_int64(token: &[u8]) -> bool {
+    std::str::from_utf8(token).is_ok_and(|t| {
+        let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<i64>().is_ok()
+    })
+}
+
+/// The Go parser drops backslashes from the rest of a TYPE line and from
+/// what follows a timestamp; mirror that.
+pub(super) fn without_backslashes(bytes: &[u8]) -> String {
+    lossy(
+        &bytes
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\\')
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Reads a label value after its opening quote, through the closing quote;
+/// returns the raw (still escaped) text, which is already canonical.
+pub(super) fn read_label_value<'a>(c: &mut Cursor<'a>) -> Step<&'a str> {
+    let start = c.pos;
+    loop {
+        match c.peek() {
+            None => {
+                let value = lossy(&c.line[start..]);
+                return Err((c.pos, ParseErrorKind::UnescapedNewline { value }));
+            }
+            Some(b'"') => break,
+            Some(b'\\') => match c.line.get(c.pos + 1) {
+                Some(b'"' | b'\\' | b'n') => c.pos += 2,
+                _ => return Err(invalid_escape(c, "a label value", "\\\\, \\\" and \\n")),
+            },
+            Some(_) => c.pos += 1,
+        }
+    }
+    let raw = &c.line[start..c.pos];
+    c.pos += 1;
+    std::str::from_utf8(raw).map_err(|_| {
+        (
+            start,
+            ParseErrorKind::InvalidLabelValue { value: lossy(raw) },
+        )
+    })
+}
+
+/// The error for the backslash at the cursor: it starts no allowed escape.
+pub(super) fn invalid_escape(
+    c: &Cursor<'_>,
+    context: &'static str,
+    allowed: &'static str,
+) -> (usize, ParseErrorKind) {
+    let (pos, sequence) = match c
+        .line
+        .get(c.pos + 1..)
+        .and_then(|rest| lossy(rest).chars().next())
+    {
+        Some(next) => (c.pos + 1, format!("\\{next}")),
+        None => (c.pos, "\\\n".to_owned()),
+    };
+    (
+        pos,
+        ParseErrorKind::InvalidEscape {
+            sequence,
+            context,
+            allowed,
+        },
+    )
+}
+
+/// Reads a HELP text to the end of the line, decoding `\\` and `\n`.
+pub(super) fn read_help(c: &mut Cursor<'_>, metric: &str) -> Step<String> {
+    let start = c.pos;
+    let mut out = Vec::with_capacity(c.line.len() - c.pos);
+    while let Some(b) = c.peek() {
+        if b == b'\\' {
+            match c.line.get(c.pos + 1) {
+                Some(b'\\') => out.push(b'\\'),
+                Some(b'n') => out.push(b'\n'),
+                _ => return Err(invalid_escape(c, "a HELP text", "\\\\ and \\n")),
+            }
+            c.pos += 2;
+        } else {
+            out.push(b);
+            c.pos += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        (
+            start,
+            ParseErrorKind::HelpNotUtf8 {
+                metric: metric.into(),
+            },
+        )
+    })
+}
+
+/// The error for anything after a value: a malformed timestamp, text after
+/// it, or (when it is well formed) the timestamp itself.
+pub(super) fn timestamp_error(c: &mut Cursor<'_>) -> (usize, ParseErrorKind) {
+    c.skip_blanks();
+    let start = c.pos;
+    let token = c.take_until_blank();
+    if token.is_empty() {
+        return (start, ParseErrorKind::TrailingBlank);
+    }
+    if token.starts_with(b"#") {
+        return (
+            start,
+            ParseErrorKind::Exemplar {
+                token: lossy(&c.line[start..]),
+            },
+        );
+    }
+    if !is_int64(token) {
+        return (
+            start,
+            ParseErrorKind::InvalidTimestamp {
+                token: lossy(token),
+            },
+        );
+    }
+    let rest = without_backslashes(&c.line[c.pos..]);
+    if !rest.is_empty() {
+        return (
+            c.pos,
+            ParseErrorKind::SpuriousAfterTimestamp { token: rest },
+        );
+    }
+    (
+        start,
+        ParseErrorKind::Timestamp {
+            token: lossy(token),
+        },
+    )
+}
