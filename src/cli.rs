@@ -2,16 +2,65 @@
 //! arguments into a validated [`Command`] that the rest of the crate runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 
 use crate::check::CheckOptions;
+use crate::grouping_key::GroupingKey;
+use crate::store::{PushMode, StoreOptions, Wait};
+
+/// Debian's textfile directory for node_exporter.
+pub const DEFAULT_DIR: &str = "/var/lib/prometheus/node-exporter";
 
 /// What to do, validated.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// `promdrop check`
     Check(CheckOptions),
+    /// `promdrop push`
+    Push(PushOptions),
+    /// `promdrop delete`
+    Delete(StoreOptions, GroupingKey),
+    /// `promdrop show`
+    Show(StoreOptions, GroupingKey),
+    /// `promdrop list`
+    List(StoreOptions, ListFormat),
+    /// `promdrop expire`
+    Expire(StoreOptions, ExpireMode),
+}
+
+/// Options of `promdrop push`.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Where and how to write.
+    pub store: StoreOptions,
+    /// The group.
+    pub key: GroupingKey,
+    /// Replace the group or add to it.
+    pub mode: PushMode,
+    /// Time to live after this push.
+    pub ttl: Option<Duration>,
+    /// A file to read instead of standard input.
+    pub file: Option<PathBuf>,
+}
+
+/// How `list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Whether `expire` removes or only reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireMode {
+    /// Remove.
+    Remove,
+    /// Only report.
+    DryRun,
 }
 
 #[derive(Debug, Parser)]
@@ -22,12 +71,95 @@ pub enum Command {
     propagate_version = true
 )]
 struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Sub,
 }
 
+#[derive(Debug, ClapArgs)]
+struct StoreArgs {
+    /// node_exporter's textfile directory.
+    #[arg(long, global = true, env = "PROMDROP_DIR", default_value = DEFAULT_DIR, value_name = "DIR")]
+    dir: PathBuf,
+    /// Label that carries the job in every sample. `job` matches the
+    /// Pushgateway; another name (e.g. `cron_job`) avoids `exported_job`
+    /// when Prometheus scrapes node_exporter.
+    #[arg(long, global = true, env = "PROMDROP_JOB_LABEL", default_value = "job", value_name = "NAME")]
+    job_label: String,
+    /// Permission bits of group files, in octal.
+    #[arg(long, global = true, env = "PROMDROP_MODE", default_value = "0644", value_parser = parse_mode)]
+    mode: u32,
+    /// How long to wait for a group's lock, e.g. `10s`, `2m`.
+    #[arg(long, global = true, env = "PROMDROP_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    lock_timeout: Duration,
+    /// Skip fsync (for tmpfs and tests only: a crash may then lose a write).
+    #[arg(long, global = true, env = "PROMDROP_NO_FSYNC")]
+    no_fsync: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct KeyArgs {
+    /// The job: the group's name.
+    job: String,
+    /// Further grouping labels, as NAME=VALUE.
+    #[arg(value_name = "NAME=VALUE")]
+    labels: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Sub {
+    /// Push metrics from stdin to a group, validated and atomically.
+    ///
+    /// Reads text exposition format, checks it with node_exporter's rules and
+    /// against every other file in the directory, injects the grouping labels,
+    /// and replaces the group's file in one atomic rename. A refused push
+    /// changes nothing.
+    ///
+    /// Example: backup.sh | promdrop push backup instance=db1 --ttl 26h
+    Push {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Replace only the families pushed, keeping the group's others.
+        #[arg(long)]
+        add: bool,
+        /// Remove the group this long after the push (`promdrop expire`).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Read this file instead of standard input.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Delete a group.
+    ///
+    /// Example: promdrop delete backup instance=db1
+    Delete {
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Print a group's file.
+    ///
+    /// Example: promdrop show backup instance=db1
+    Show {
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// List the groups: key, file, last push, age, TTL and series.
+    ///
+    /// Example: promdrop list --json
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove groups past their TTL, and temp files left by crashed writers.
+    ///
+    /// Example: promdrop expire --dry-run
+    Expire {
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check that node_exporter would serve metric files cleanly.
     ///
     /// Exits 0 when node_exporter 1.5.0's textfile collector would serve the
@@ -48,23 +180,106 @@ enum Sub {
 
 /// Parses the process arguments; exits with usage help on error.
 pub fn parse() -> Command {
-    from_args(Args::parse())
+    from_args(Args::parse()).unwrap_or_else(|message| {
+        Args::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+    })
 }
 
-fn from_args(args: Args) -> Command {
-    match args.command {
-        Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
+fn from_args(args: Args) -> Result<Command, String> {
+    let store = StoreOptions {
+        dir: args.store.dir,
+        job_label: args.store.job_label,
+        mode: args.store.mode,
+        fsync: !args.store.no_fsync,
+        wait: Wait::Up(args.store.lock_timeout),
+    };
+    if !crate::exposition::validate::is_label_name(&store.job_label) || store.job_label.starts_with("__") {
+        return Err(format!("--job-label {:?} is not a valid label name", store.job_label));
     }
+    let key = |k: KeyArgs| GroupingKey::from_args(&k.job, &k.labels).map_err(|e| e.to_string());
+    Ok(match args.command {
+        Sub::Push { key: k, add, ttl, file } => Command::Push(PushOptions {
+            store,
+            key: key(k)?,
+            mode: if add { PushMode::Add } else { PushMode::Replace },
+            ttl,
+            file,
+        }),
+        Sub::Delete { key: k } => Command::Delete(store, key(k)?),
+        Sub::Show { key: k } => Command::Show(store, key(k)?),
+        Sub::List { json } => Command::List(store, if json { ListFormat::Json } else { ListFormat::Table }),
+        Sub::Expire { dry_run } => {
+            Command::Expire(store, if dry_run { ExpireMode::DryRun } else { ExpireMode::Remove })
+        }
+        Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
+    })
+}
+
+/// Go-style durations: `90s`, `5m`, `26h`, `1h30m`, `2d`; a bare number is
+/// seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?}: expected e.g. 90s, 5m, 26h, 1h30m or 2d");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| err())?;
+        let unit_end = rest[digits..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| digits + i);
+        let unit = match &rest[digits..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return Err(err()),
+        };
+        total += Duration::try_from_secs_f64(number * unit).map_err(|_| err())?;
+        rest = &rest[unit_end..];
+    }
+    if text.is_empty() { Err(err()) } else { Ok(total) }
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid mode {text:?}: expected octal permission bits such as 0644"))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::CommandFactory;
 
-    use super::Args;
+    use super::{Args, parse_duration, parse_mode};
 
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "h", "5x", "1h-2m", "-5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("2775"), Ok(0o2775));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("17777").is_err());
     }
 }

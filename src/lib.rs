@@ -5,6 +5,10 @@
 //!   node_exporter's exact acceptance, [`exposition::validate`] applies the
 //!   checks node_exporter and its registry apply across files, and
 //!   [`exposition::render`] writes canonical text. It is pure.
+//! - [`grouping_key`] owns the group identity and its file name.
+//! - [`store`] is the only module that touches the textfile directory:
+//!   validated, locked, atomic group files.
+//! - [`commands`] runs `push`, `delete`, `show`, `list` and `expire`.
 //! - [`check`] answers "would node_exporter serve these files cleanly?".
 //! - [`cli`] is the only module that knows clap; it yields a [`cli::Command`].
 //! - [`exit`] holds the process exit codes.
@@ -13,8 +17,11 @@
 
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod exit;
 pub mod exposition;
+pub mod grouping_key;
+pub mod store;
 
 use std::io;
 
@@ -22,28 +29,30 @@ use anyhow::Result;
 
 use crate::cli::Command;
 use crate::exit::Exit;
+use crate::store::StoreError;
 
 /// Runs one command to completion and says how the process should end.
 pub fn run(command: Command) -> Result<Exit> {
+    let stdout = io::stdout().lock();
     match command {
-        Command::Check(options) => Ok(check::run(
-            &options,
-            io::stdin().lock(),
-            io::stdout().lock(),
-        )?),
+        Command::Check(options) => Ok(check::run(&options, io::stdin().lock(), stdout)?),
+        Command::Push(options) => commands::push(options, io::stdin().lock()),
+        Command::Delete(options, key) => commands::delete(options, &key),
+        Command::Show(options, key) => commands::show(options, &key, stdout),
+        Command::List(options, format) => commands::list(options, format, stdout),
+        Command::Expire(options, mode) => commands::expire(options, mode, stdout),
     }
 }
 
 /// The exit code for an error that ended a command.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
-        if let Some(err) = cause.downcast_ref::<check::CheckError>() {
+        if let Some(err) = cause.downcast_ref::<StoreError>() {
             return match err {
-                check::CheckError::Read { .. } | check::CheckError::Output(_) => Exit::Io,
+                StoreError::Invalid(_) | StoreError::NotOurs(_) | StoreError::Corrupt { .. } => Exit::InvalidInput,
+                StoreError::LockTimeout { .. } => Exit::LockTimeout,
+                _ => Exit::Io,
             };
-        }
-        if cause.downcast_ref::<io::Error>().is_some() {
-            return Exit::Io;
         }
     }
     Exit::Io
@@ -53,7 +62,10 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
 /// counts as success.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || matches!(cause.downcast_ref::<check::CheckError>(), Some(check::CheckError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe)
+        let io = cause.downcast_ref::<io::Error>().or_else(|| match cause.downcast_ref::<check::CheckError>() {
+            Some(check::CheckError::Output(e)) => Some(e),
+            _ => None,
+        });
+        io.is_some_and(commands::is_broken_pipe)
     })
 }

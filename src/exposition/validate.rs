@@ -534,3 +534,76 @@ fn exporter_clash(family: &Family) -> Option<Violation> {
     }
     None
 }
+
+/// What one file contributes to the cross-file checks, small enough to cache
+/// for every file of a directory: per family its name, type, HELP and a
+/// 64-bit hash of each series identity.
+///
+/// [`Fingerprint::may_conflict`] is a conservative filter: `false` means the
+/// two files cannot conflict; `true` means run [`validate`] on them to find
+/// out (a hash collision only costs that exact check).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    families: Vec<FamilyPrint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FamilyPrint {
+    name: String,
+    kind: String,
+    help: Option<String>,
+    /// Sorted FNV-1a hashes of the series identities.
+    ids: Vec<u64>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of parsed families.
+    pub fn of(families: &[Family]) -> Self {
+        let families = families
+            .iter()
+            .map(|family| {
+                let mut ids: Vec<u64> = family.series().map(|s| fnv1a(identity(s.labels).as_bytes())).collect();
+                ids.sort_unstable();
+                FamilyPrint {
+                    name: family.name().to_owned(),
+                    kind: family.kind().as_str().to_owned(),
+                    help: family.help().map(str::to_owned),
+                    ids,
+                }
+            })
+            .collect();
+        Self { families }
+    }
+
+    /// Whether files with these fingerprints might conflict.
+    pub fn may_conflict(&self, other: &Fingerprint) -> bool {
+        let names: HashMap<&str, &FamilyPrint> = other.families.iter().map(|f| (f.name.as_str(), f)).collect();
+        self.families.iter().any(|mine| {
+            let related = |name: &str| names.contains_key(name);
+            let collides = suffix_owners(&mine.name).any(|(base, _)| related(base))
+                || ["_count", "_sum", "_bucket"].iter().any(|s| related(&format!("{}{s}", mine.name)));
+            collides
+                || names.get(mine.name.as_str()).is_some_and(|theirs| {
+                    theirs.kind != mine.kind || theirs.help != mine.help || shares_any(&mine.ids, &theirs.ids)
+                })
+        })
+    }
+}
+
+fn shares_any(a: &[u64], b: &[u64]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// 64-bit FNV-1a: a fixed, documented hash, so cached fingerprints stay
+/// valid across builds.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

@@ -4,4 +4,5 @@
 mod check;
 mod corpus;
 mod node_exporter;
+mod store;
 mod util;

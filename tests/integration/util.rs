@@ -15,6 +15,7 @@ pub struct Test {
     args: Vec<OsString>,
     stdin: Vec<u8>,
     env: Vec<(String, String)>,
+    uid: Option<u32>,
 }
 
 impl Test {
@@ -37,23 +38,27 @@ impl Test {
         self
     }
 
-    #[allow(dead_code)] // used by later feature modules
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
         self
     }
 
+    /// Runs as another user (the tests run as root in CI, and root may
+    /// write anywhere).
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
     #[track_caller]
     pub fn run(self) -> Outcome {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
-        command
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.env_remove("PROMDROP_DIR");
+        let mut command = promdrop();
+        command.args(&self.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for (name, value) in &self.env {
             command.env(name, value);
+        }
+        if let Some(uid) = self.uid {
+            std::os::unix::process::CommandExt::uid(&mut command, uid);
         }
         let mut child = command.spawn().expect("promdrop binary runs");
         let mut stdin = child.stdin.take().expect("piped stdin");
@@ -69,6 +74,33 @@ impl Test {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+}
+
+/// A `promdrop` command with no `PROMDROP_*` settings from the environment.
+pub fn promdrop() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PROMDROP_") && name != "PROMDROP_REQUIRE_PEERS" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A tiny deterministic xorshift generator for random test timings.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
     }
 }
 

@@ -1,0 +1,191 @@
+//! The textfile commands (`push`, `delete`, `show`, `list`, `expire`): read
+//! the input, make one call into the [`Store`], print the result. Output
+//! formats live here; files are the store's business.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::{ExpireMode, ListFormat, PushOptions};
+use crate::exit::Exit;
+use crate::exposition::parse::parse;
+use crate::grouping_key::GroupingKey;
+use crate::store::{Expired, GroupInfo, Store, StoreError, StoreOptions};
+
+/// `promdrop push`: parse the input, then one store call.
+pub fn push(options: PushOptions, stdin: impl Read) -> Result<Exit> {
+    let (name, bytes) = match &options.file {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {path:?}"))?;
+            (path.display().to_string(), bytes)
+        }
+        None => {
+            let mut bytes = Vec::new();
+            let mut stdin = stdin;
+            stdin.read_to_end(&mut bytes).context("cannot read standard input")?;
+            ("<stdin>".to_owned(), bytes)
+        }
+    };
+    let refused = |problems: &[String]| {
+        for problem in problems {
+            eprintln!("promdrop: {problem}");
+        }
+        eprintln!("promdrop: refused push to group {}; nothing was changed", options.key);
+        Ok(Exit::InvalidInput)
+    };
+    let families = match parse(&bytes) {
+        Ok(families) => families,
+        Err(err) => return refused(&[format!("{name}:{}:{}: {err}", err.line, err.column)]),
+    };
+    let store = Store::open(options.store.clone())?;
+    match store.push(&options.key, families, options.mode, options.ttl, SystemTime::now()) {
+        Err(StoreError::Invalid(problems)) => refused(&problems),
+        other => other.map(|()| Exit::Success).map_err(Into::into),
+    }
+}
+
+/// `promdrop delete`: removing a group that does not exist is no error.
+pub fn delete(options: StoreOptions, key: &GroupingKey) -> Result<Exit> {
+    Store::open(options)?.delete(key)?;
+    Ok(Exit::Success)
+}
+
+/// `promdrop show`: the group's file as it is on disk.
+pub fn show(options: StoreOptions, key: &GroupingKey, mut out: impl Write) -> Result<Exit> {
+    let store = Store::open_read_only(options)?;
+    match store.show(key)? {
+        Some(text) => {
+            out.write_all(text.as_bytes())?;
+            Ok(Exit::Success)
+        }
+        None => {
+            eprintln!("promdrop: no group {key} in {:?}", store.dir());
+            Ok(Exit::InvalidInput)
+        }
+    }
+}
+
+/// `promdrop list`.
+pub fn list(options: StoreOptions, format: ListFormat, mut out: impl Write) -> Result<Exit> {
+    let groups = Store::open_read_only(options)?.list()?;
+    let now = SystemTime::now();
+    match format {
+        ListFormat::Json => {
+            let rows: Vec<_> = groups.iter().map(|info| json_row(info, now)).collect();
+            writeln!(out, "{:#}", serde_json::Value::Array(rows))?;
+        }
+        ListFormat::Table => {
+            let rows: Vec<[String; 6]> = groups.iter().map(|info| table_row(info, now)).collect();
+            let header = ["GROUP", "FILE", "LAST PUSH", "AGE", "TTL", "SERIES"].map(str::to_owned);
+            let mut widths = [0; 6];
+            for row in std::iter::once(&header).chain(&rows) {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                writeln!(out, "{}", cells.join("  ").trim_end())?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `promdrop expire`.
+pub fn expire(options: StoreOptions, mode: ExpireMode, mut out: impl Write) -> Result<Exit> {
+    let store = Store::open(options)?;
+    let dry_run = mode == ExpireMode::DryRun;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for removed in store.expire(SystemTime::now(), dry_run)? {
+        match removed {
+            Expired::Group { key, file } => writeln!(out, "{verb} group {key} ({file}): past its TTL")?,
+            Expired::TempFile(path) => writeln!(out, "{verb} stale temp file {path}")?,
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn age(info: &GroupInfo, now: SystemTime) -> Option<Duration> {
+    let pushed = info.group.pushed_at()?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    Duration::try_from_secs_f64((now - pushed).max(0.0)).ok()
+}
+
+fn timestamp(seconds: f64) -> String {
+    #[allow(clippy::cast_possible_truncation)]
+    let millis = (seconds * 1000.0) as i64;
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn table_row(info: &GroupInfo, now: SystemTime) -> [String; 6] {
+    let group = &info.group;
+    let ttl = group.ttl.map_or_else(|| "-".to_owned(), human);
+    let ttl = if group.expired(now) { format!("{ttl} (expired)") } else { ttl };
+    [
+        group.key.to_string(),
+        info.file.clone(),
+        group.pushed_at().map_or_else(|| "-".to_owned(), timestamp),
+        age(info, now).map_or_else(|| "-".to_owned(), human),
+        ttl,
+        group.series().to_string(),
+    ]
+}
+
+fn json_row(info: &GroupInfo, now: SystemTime) -> serde_json::Value {
+    let group = &info.group;
+    let labels: serde_json::Map<_, _> = group.key.labels().map(|(n, v)| (n.to_owned(), v.into())).collect();
+    serde_json::json!({
+        "job": group.key.job(),
+        "labels": labels,
+        "file": info.file,
+        "last_push": group.pushed_at().map(timestamp),
+        "last_push_seconds": group.pushed_at(),
+        "age_seconds": age(info, now).map(|d| d.as_secs_f64()),
+        "ttl_seconds": group.ttl.map(|d| d.as_secs()),
+        "expired": group.expired(now),
+        "series": group.series(),
+    })
+}
+
+/// `1d2h`, `5m3s`, `42s`: the two largest units.
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let units = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
+    let parts: Vec<String> = units
+        .iter()
+        .scan(secs, |left, &(unit, size)| {
+            let n = *left / size;
+            *left %= size;
+            Some((n, unit))
+        })
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() { "0s".to_owned() } else { parts.concat() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::human;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(0)), "0s");
+        assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_secs(303)), "5m3s");
+        assert_eq!(human(Duration::from_secs(93_600)), "1d2h");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+    }
+}
+
+/// Whether `err` ended in a closed standard output, which counts as success.
+pub(crate) fn is_broken_pipe(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::BrokenPipe
+}

@@ -1,0 +1,60 @@
+//! Locks as values. A [`GroupLock`] is the only way to change a group: it
+//! holds an exclusive `flock` on a separate, stable lock file (never on the
+//! `.prom`, which a rename replaces), and its write methods consume it. The
+//! short directory-wide lock serializes the final cross-file check and the
+//! rename of every writer, so two pushes to different groups cannot together
+//! create a conflict that neither creates alone.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::StoreError;
+
+/// How long to wait for a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Give up at once when the lock is held.
+    No,
+    /// Retry until this much time has passed.
+    Up(Duration),
+}
+
+/// An exclusive lock on one file, released on drop.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Takes the lock on `path`, creating the file with `mode`. `Ok(None)`
+    /// means it is held elsewhere and `wait` ran out.
+    pub(crate) fn acquire(path: &Path, mode: u32, wait: Wait) -> Result<Option<Self>, StoreError> {
+        let io = |op| move |source| StoreError::Io { op, path: PathBuf::from(path), source };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(mode)
+            .open(path)
+            .map_err(io("open the lock file"))?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match fs2::FileExt::try_lock_exclusive(&file) {
+                Ok(()) => return Ok(Some(Self { _file: file })),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(source) => return Err(io("lock")(source)),
+            }
+            match wait {
+                Wait::Up(limit) if start.elapsed() < limit => {
+                    std::thread::sleep(pause.min(limit.saturating_sub(start.elapsed())));
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+}

@@ -1,0 +1,574 @@
+//! The textfile store: one `.prom` file per group in node_exporter's textfile
+//! directory, written atomically under a per-group lock, after validation
+//! against every other file there. This is the only module that creates,
+//! renames, removes or locks files in the directory.
+//!
+//! A group file starts with a comment that node_exporter ignores and
+//! promdrop reads back, so the file describes itself:
+//!
+//! ```text
+//! # promdrop group {"job":"backup","labels":{"instance":"db1"},"ttl_seconds":86400}
+//! ```
+//!
+//! Its state lives in the hidden `.promdrop/` subdirectory (node_exporter
+//! does not descend into directories): lock files and the fingerprint index.
+
+mod atomic;
+mod index;
+mod lock;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exposition::parse::parse;
+use crate::exposition::render::render;
+use crate::exposition::validate::{Fingerprint, Source, validate};
+use crate::exposition::{Family, MetricType, Value};
+use crate::grouping_key::GroupingKey;
+
+use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
+use self::index::Index;
+use self::lock::FileLock;
+pub use self::lock::Wait;
+
+const STATE_DIR: &str = ".promdrop";
+const HEADER: &str = "# promdrop group ";
+/// Temp files older than this are leftovers of a crash; `expire` removes them.
+const STALE_TEMP: Duration = Duration::from_secs(600);
+
+/// The Pushgateway's own HELP texts, so the same HELP stands in every file.
+pub const PUSH_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway succeeded.";
+/// See [`PUSH_TIME_HELP`].
+pub const PUSH_FAILURE_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway failed.";
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The textfile directory.
+    pub dir: PathBuf,
+    /// The label the job is written under in every sample (normally `job`).
+    pub job_label: String,
+    /// Permission bits of group files.
+    pub mode: u32,
+    /// fsync files and the directory (off only for tests on tmpfs).
+    pub fsync: bool,
+    /// How long to wait for a lock.
+    pub wait: Wait,
+}
+
+/// Whether a push replaces the group or only the families it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushMode {
+    /// Replace the whole group (the Pushgateway's PUT).
+    Replace,
+    /// Replace only families with the same names (the Pushgateway's POST).
+    Add,
+}
+
+/// Everything that can go wrong in the store. Messages name the file and
+/// say what to do; the underlying I/O error is the `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory does not exist.
+    #[error(
+        "textfile directory {0:?} does not exist\nhint: create it (install -d -m 2775 -g prometheus DIR), or choose another with --dir or PROMDROP_DIR"
+    )]
+    Missing(PathBuf),
+    /// The path is not a directory.
+    #[error("{0:?} is not a directory\nhint: --dir and PROMDROP_DIR name node_exporter's textfile directory")]
+    NotADirectory(PathBuf),
+    /// The directory cannot be written.
+    #[error(
+        "cannot write to textfile directory {dir:?}\nhint: run as a user that may write it (for example a member of its group, if it is group-writable)"
+    )]
+    Unwritable {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state directory is a mount of its own.
+    #[error(
+        "{state:?} is on another filesystem than {dir:?}\nhint: remove that mount; promdrop keeps its locks next to the files it guards"
+    )]
+    OtherFilesystem {
+        /// The textfile directory.
+        dir: PathBuf,
+        /// Its state directory.
+        state: PathBuf,
+    },
+    /// An I/O operation failed.
+    #[error("cannot {op} {path:?}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// To which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another writer holds the group's lock.
+    #[error("group {key} is locked by another writer; gave up after {waited:?}\nhint: raise --lock-timeout")]
+    LockTimeout {
+        /// The group.
+        key: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The metrics were refused; nothing was changed.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// A file with the group's name exists but is not a promdrop group.
+    #[error(
+        "{0:?} exists and was not written by promdrop; refusing to replace it\nhint: remove or rename it, or push under another job name"
+    )]
+    NotOurs(PathBuf),
+    /// The group's current file cannot be read back.
+    #[error("cannot read group file {path:?}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A group as stored: its key, optional TTL, and families (including
+/// `push_time_seconds` and `push_failure_time_seconds`).
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The grouping key, from the header.
+    pub key: GroupingKey,
+    /// Time to live after the last push.
+    pub ttl: Option<Duration>,
+    /// The families, sorted by name.
+    pub families: Vec<Family>,
+}
+
+impl Group {
+    /// The value of `push_time_seconds`, if present.
+    pub fn pushed_at(&self) -> Option<f64> {
+        self.single_value("push_time_seconds")
+    }
+
+    /// The value of a family that holds a single series, like the push times.
+    pub fn single_value(&self, name: &str) -> Option<f64> {
+        let family = self.families.iter().find(|f| f.name() == name)?;
+        match family.series().next()?.value {
+            Value::Single(v) => Some(*v),
+            Value::Distribution(_) => None,
+        }
+    }
+
+    /// Number of series, not counting the push times.
+    pub fn series(&self) -> usize {
+        self.families.iter().filter(|f| !is_push_metric(f.name())).map(Family::len).sum()
+    }
+
+    /// Whether the TTL has run out at `now`.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        match (self.ttl, self.pushed_at()) {
+            (Some(ttl), Some(pushed)) => seconds(now) > pushed + ttl.as_secs_f64(),
+            _ => false,
+        }
+    }
+
+    fn render(&self) -> Vec<u8> {
+        let labels: serde_json::Map<String, serde_json::Value> =
+            self.key.labels().map(|(n, v)| (n.to_owned(), v.into())).collect();
+        let mut header = serde_json::json!({ "job": self.key.job(), "labels": labels });
+        if let Some(ttl) = self.ttl {
+            header["ttl_seconds"] = ttl.as_secs().into();
+        }
+        let mut out = format!("{HEADER}{header}\n").into_bytes();
+        render(&self.families, &mut out).expect("rendering to memory cannot fail");
+        out
+    }
+
+    /// Reads a group file; `Ok(None)` when it has no promdrop header.
+    fn read(bytes: &[u8]) -> Result<Option<Self>, String> {
+        let Some(rest) = bytes.strip_prefix(HEADER.as_bytes()) else { return Ok(None) };
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let header: serde_json::Value =
+            serde_json::from_slice(&rest[..end]).map_err(|e| format!("bad header: {e}"))?;
+        let job = header["job"].as_str().ok_or("header has no job")?;
+        let labels: Vec<(String, String)> = header["labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .unwrap_or_default();
+        let key = GroupingKey::new(job, labels).map_err(|e| format!("bad header: {e}"))?;
+        let ttl = header["ttl_seconds"].as_u64().map(Duration::from_secs);
+        let families = parse(bytes).map_err(|e| format!("line {}: {e}", e.line))?;
+        Ok(Some(Self { key, ttl, families }))
+    }
+}
+
+/// One line of `promdrop list`.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    /// The group's file name.
+    pub file: String,
+    /// The group.
+    pub group: Group,
+}
+
+/// What `expire` removed (or would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expired {
+    /// A group past its TTL.
+    Group {
+        /// Its key.
+        key: String,
+        /// Its file.
+        file: String,
+    },
+    /// A temp file left by a crashed writer.
+    TempFile(String),
+}
+
+/// The textfile directory, opened.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    state: PathBuf,
+    options: StoreOptions,
+    /// Whether the directory is group-writable (shared by several users).
+    shared: bool,
+}
+
+impl Store {
+    /// Opens the directory for reading and writing, creating the state
+    /// directory if needed.
+    pub fn open(options: StoreOptions) -> Result<Self, StoreError> {
+        let store = Self::open_read_only(options)?;
+        let locks = store.state.join("locks");
+        let dir_meta = fs::metadata(&store.dir).map_err(|source| StoreError::Io {
+            op: "read",
+            path: store.dir.clone(),
+            source,
+        })?;
+        if !locks.is_dir() {
+            // Same permission bits as the directory, so that when it is
+            // group-writable for several cron users, so are the locks.
+            let bits = dir_meta.permissions().mode() & 0o7777;
+            for path in [&store.state, &locks] {
+                match fs::create_dir(path) {
+                    Ok(()) => {
+                        let _ = fs::set_permissions(path, fs::Permissions::from_mode(bits));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(source) => return Err(StoreError::Unwritable { dir: store.dir.clone(), source }),
+                }
+            }
+        }
+        let state_meta = fs::metadata(&store.state)
+            .map_err(|source| StoreError::Unwritable { dir: store.dir.clone(), source })?;
+        if state_meta.dev() != dir_meta.dev() {
+            return Err(StoreError::OtherFilesystem { dir: store.dir.clone(), state: store.state.clone() });
+        }
+        Ok(store)
+    }
+
+    /// Opens the directory for `list` and `show`, which write nothing.
+    pub fn open_read_only(options: StoreOptions) -> Result<Self, StoreError> {
+        match fs::metadata(&options.dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(StoreError::NotADirectory(options.dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::Missing(options.dir)),
+            Err(source) => return Err(StoreError::Io { op: "read", path: options.dir, source }),
+        }
+        let state = options.dir.join(STATE_DIR);
+        let shared = fs::metadata(&options.dir).is_ok_and(|m| m.permissions().mode() & 0o020 != 0);
+        Ok(Self { dir: options.dir.clone(), state, options, shared })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions { mode: self.options.mode, fsync: self.options.fsync }
+    }
+
+    /// Takes the group's lock.
+    pub fn lock(&self, key: &GroupingKey) -> Result<GroupLock<'_>, StoreError> {
+        self.lock_with(key, self.options.wait)
+    }
+
+    fn lock_with(&self, key: &GroupingKey, wait: Wait) -> Result<GroupLock<'_>, StoreError> {
+        let path = self.state.join("locks").join(format!("{}.lock", key.file_stem()));
+        match FileLock::acquire(&path, self.lock_mode(), wait)? {
+            Some(lock) => Ok(GroupLock { store: self, key: key.clone(), _lock: lock }),
+            None => Err(StoreError::LockTimeout { key: key.to_string(), waited: waited(wait) }),
+        }
+    }
+
+    /// Lock and cache files: group-writable when the directory is, so that
+    /// every user who may push can take the locks.
+    fn lock_mode(&self) -> u32 {
+        if self.shared { 0o664 } else { 0o644 }
+    }
+
+    /// Pushes `families` to the group of `key`: see [`GroupLock::push`].
+    pub fn push(
+        &self,
+        key: &GroupingKey,
+        families: Vec<Family>,
+        mode: PushMode,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.lock(key)?.push(families, mode, ttl, now)
+    }
+
+    /// Deletes the group of `key`; `false` when there was none.
+    pub fn delete(&self, key: &GroupingKey) -> Result<bool, StoreError> {
+        self.lock(key)?.delete()
+    }
+
+    /// The group of `key`, if there is one.
+    pub fn get(&self, key: &GroupingKey) -> Result<Option<Group>, StoreError> {
+        self.read_group(&key.file_name())
+    }
+
+    /// The raw text of the group of `key`, if there is one.
+    pub fn show(&self, key: &GroupingKey) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(key.file_name());
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { op: "read", path, source }),
+        }
+    }
+
+    fn read_group(&self, name: &str) -> Result<Option<Group>, StoreError> {
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { op: "read", path, source }),
+        };
+        match Group::read(&bytes) {
+            Ok(Some(group)) => Ok(Some(group)),
+            Ok(None) => Err(StoreError::NotOurs(path)),
+            Err(reason) => Err(StoreError::Corrupt { path, reason }),
+        }
+    }
+
+    /// Every promdrop group in the directory, by file name. Files that are
+    /// not promdrop groups are skipped.
+    pub fn list(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        let mut groups = Vec::new();
+        for name in self.prom_files()? {
+            if let Ok(Some(group)) = self.read_group(&name) {
+                groups.push(GroupInfo { file: name, group });
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Removes groups past their TTL and temp files left by crashed writers;
+    /// with `dry_run`, only reports them.
+    pub fn expire(&self, now: SystemTime, dry_run: bool) -> Result<Vec<Expired>, StoreError> {
+        let mut removed = Vec::new();
+        for info in self.list()? {
+            if !info.group.expired(now) {
+                continue;
+            }
+            let key = info.group.key.to_string();
+            if dry_run {
+                removed.push(Expired::Group { key, file: info.file });
+                continue;
+            }
+            // A writer holding the lock is about to refresh the group: skip it.
+            let Ok(lock) = self.lock_with(&info.group.key, Wait::No) else { continue };
+            if lock.read()?.is_some_and(|g| g.expired(now)) && lock.delete()? {
+                removed.push(Expired::Group { key, file: info.file });
+            }
+        }
+        for dir in [&self.dir, &self.state] {
+            for name in stale_temp_files(dir, now) {
+                if dry_run || atomic::remove(dir, &name, false)? {
+                    removed.push(Expired::TempFile(dir.join(&name).display().to_string()));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The names node_exporter reads, sorted as it reads them.
+    fn prom_files(&self) -> Result<Vec<String>, StoreError> {
+        let listing =
+            fs::read_dir(&self.dir).map_err(|source| StoreError::Io { op: "list", path: self.dir.clone(), source })?;
+        let mut names: Vec<String> = listing
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| is_prom_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Refuses `families` (to be published as `name`) when they conflict
+    /// with another file in the directory. Runs under the directory lock.
+    fn check_against_directory(&self, index: &mut Index, name: &str, families: &[Family]) -> Result<(), StoreError> {
+        index.refresh(&self.dir)?;
+        let mut names = index.candidates(name, &Fingerprint::of(families));
+        if names.is_empty() {
+            return Ok(());
+        }
+        let others: Vec<(String, Vec<Family>)> = names
+            .drain(..)
+            .filter_map(|other| {
+                let parsed = parse(&fs::read(self.dir.join(&other)).ok()?).ok()?;
+                Some((other, parsed))
+            })
+            .collect();
+        let mut sources: Vec<Source<'_>> =
+            others.iter().map(|(n, f)| Source { name: n, families: f }).collect();
+        sources.push(Source { name, families });
+        sources.sort_by(|a, b| a.name.cmp(b.name));
+        let mine = sources.iter().position(|s| s.name == name).expect("the new file is among the sources");
+        let problems: Vec<String> = validate(&sources)
+            .into_iter()
+            .filter(|p| p.source == mine || p.other.is_some_and(|(other, _)| other == mine))
+            .map(|p| {
+                // Lines of the pushed content are lines of its input, not of
+                // the file: name only the file for it.
+                let place = if p.source == mine { name.to_owned() } else { format!("{}:{}", sources[p.source].name, p.line) };
+                format!("{place}: {}", p.violation)
+            })
+            .collect();
+        if problems.is_empty() { Ok(()) } else { Err(StoreError::Invalid(problems)) }
+    }
+}
+
+/// An exclusive hold on one group. Reading under it is consistent; writing
+/// is only possible through it, and consumes it.
+#[derive(Debug)]
+pub struct GroupLock<'s> {
+    store: &'s Store,
+    key: GroupingKey,
+    _lock: FileLock,
+}
+
+impl GroupLock<'_> {
+    /// The group as it is now.
+    pub fn read(&self) -> Result<Option<Group>, StoreError> {
+        self.store.read_group(&self.key.file_name())
+    }
+
+    /// Pushes families to the group, as the Pushgateway does: grouping labels
+    /// are injected; [`PushMode::Replace`] replaces the group,
+    /// [`PushMode::Add`] only same-named families; `push_time_seconds` is set
+    /// to `now` and `push_failure_time_seconds` kept (0 for a new group).
+    /// Without a `ttl`, an `Add` keeps the group's TTL. A refused push
+    /// changes nothing.
+    pub fn push(
+        self,
+        mut families: Vec<Family>,
+        mode: PushMode,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let old = self.read()?;
+        let job_label = &self.store.options.job_label;
+        families.retain(|f| !is_push_metric(f.name()));
+        self.key.inject(&mut families, job_label);
+        let mut ttl = ttl;
+        if let (PushMode::Add, Some(old)) = (mode, &old) {
+            let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
+            families.extend(
+                old.families.iter().filter(|f| !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())).cloned(),
+            );
+            ttl = ttl.or(old.ttl);
+        }
+        let failed = old.as_ref().and_then(|g| g.single_value("push_failure_time_seconds")).unwrap_or(0.0);
+        families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
+        families.push(self.push_metric("push_failure_time_seconds", PUSH_FAILURE_TIME_HELP, failed));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let key = self.key.clone();
+        self.publish(Group { key, ttl, families })
+    }
+
+    /// Writes `group` as the group's file: validated alone, then against
+    /// the rest of the directory under the directory lock, then renamed in.
+    pub fn publish(self, group: Group) -> Result<(), StoreError> {
+        let store = self.store;
+        let name = self.key.file_name();
+        let alone = [Source { name: &name, families: &group.families }];
+        let problems: Vec<String> =
+            validate(&alone).into_iter().map(|p| format!("{name}: {}", p.violation)).collect();
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(problems));
+        }
+        let bytes = group.render();
+        let critical = write_atomic(&store.dir, &name, &bytes, store.write_options(), || {
+            let path = store.state.join("dir.lock");
+            let wait = store.options.wait;
+            let lock = FileLock::acquire(&path, store.lock_mode(), wait)?
+                .ok_or_else(|| StoreError::LockTimeout { key: "(the directory)".into(), waited: waited(wait) })?;
+            let mut index = Index::load(&store.state);
+            store.check_against_directory(&mut index, &name, &group.families)?;
+            Ok((lock, index))
+        })?;
+        let (_dir_lock, mut index) = critical;
+        index.record(&store.dir, &name, Fingerprint::of(&group.families));
+        index.save(&store.state, store.lock_mode());
+        Ok(())
+    }
+
+    /// Removes the group's file; `false` when there was none.
+    pub fn delete(self) -> Result<bool, StoreError> {
+        match self.read() {
+            Err(StoreError::NotOurs(path)) => return Err(StoreError::NotOurs(path)),
+            Ok(None) => return Ok(false),
+            _ => {}
+        }
+        atomic::remove(&self.store.dir, &self.key.file_name(), self.store.options.fsync)
+    }
+
+    fn push_metric(&self, name: &str, help: &str, value: f64) -> Family {
+        let mut family = Family::new(name, MetricType::Gauge).with_help(help);
+        family.push::<&str, &str>(&[], Value::Single(value));
+        self.key.inject(std::slice::from_mut(&mut family), &self.store.options.job_label);
+        family
+    }
+}
+
+fn is_push_metric(name: &str) -> bool {
+    name == "push_time_seconds" || name == "push_failure_time_seconds"
+}
+
+/// Whether node_exporter reads a directory entry of this name.
+pub(crate) fn is_prom_name(name: &str) -> bool {
+    name.ends_with(".prom")
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn waited(wait: Wait) -> Duration {
+    match wait {
+        Wait::No => Duration::ZERO,
+        Wait::Up(limit) => limit,
+    }
+}
+
+fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
+    let Ok(listing) = fs::read_dir(dir) else { return Vec::new() };
+    listing
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX)))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TEMP))
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
