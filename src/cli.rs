@@ -85,7 +85,13 @@ struct StoreArgs {
     /// Label that carries the job in every sample. `job` matches the
     /// Pushgateway; another name (e.g. `cron_job`) avoids `exported_job`
     /// when Prometheus scrapes node_exporter.
-    #[arg(long, global = true, env = "PROMDROP_JOB_LABEL", default_value = "job", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROMDROP_JOB_LABEL",
+        default_value = "job",
+        value_name = "NAME"
+    )]
     job_label: String,
     /// Permission bits of group files, in octal.
     #[arg(long, global = true, env = "PROMDROP_MODE", default_value = "0644", value_parser = parse_mode)]
@@ -181,7 +187,9 @@ enum Sub {
 /// Parses the process arguments; exits with usage help on error.
 pub fn parse() -> Command {
     from_args(Args::parse()).unwrap_or_else(|message| {
-        Args::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
     })
 }
 
@@ -193,24 +201,50 @@ fn from_args(args: Args) -> Result<Command, String> {
         fsync: !args.store.no_fsync,
         wait: Wait::Up(args.store.lock_timeout),
     };
-    if !crate::exposition::validate::is_label_name(&store.job_label) || store.job_label.starts_with("__") {
-        return Err(format!("--job-label {:?} is not a valid label name", store.job_label));
+    if !crate::exposition::validate::is_label_name(&store.job_label)
+        || store.job_label.starts_with("__")
+    {
+        return Err(format!(
+            "--job-label {:?} is not a valid label name",
+            store.job_label
+        ));
     }
     let key = |k: KeyArgs| GroupingKey::from_args(&k.job, &k.labels).map_err(|e| e.to_string());
     Ok(match args.command {
-        Sub::Push { key: k, add, ttl, file } => Command::Push(PushOptions {
+        Sub::Push {
+            key: k,
+            add,
+            ttl,
+            file,
+        } => Command::Push(PushOptions {
             store,
             key: key(k)?,
-            mode: if add { PushMode::Add } else { PushMode::Replace },
+            mode: if add {
+                PushMode::Add
+            } else {
+                PushMode::Replace
+            },
             ttl,
             file,
         }),
         Sub::Delete { key: k } => Command::Delete(store, key(k)?),
         Sub::Show { key: k } => Command::Show(store, key(k)?),
-        Sub::List { json } => Command::List(store, if json { ListFormat::Json } else { ListFormat::Table }),
-        Sub::Expire { dry_run } => {
-            Command::Expire(store, if dry_run { ExpireMode::DryRun } else { ExpireMode::Remove })
-        }
+        Sub::List { json } => Command::List(
+            store,
+            if json {
+                ListFormat::Json
+            } else {
+                ListFormat::Table
+            },
+        ),
+        Sub::Expire { dry_run } => Command::Expire(
+            store,
+            if dry_run {
+                ExpireMode::DryRun
+            } else {
+                ExpireMode::Remove
+            },
+        ),
         Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
     })
 }
@@ -225,9 +259,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(err)?;
         let number: f64 = rest[..digits].parse().map_err(|_| err())?;
-        let unit_end = rest[digits..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| digits + i);
+        let unit_end = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .map_or(rest.len(), |i| digits + i);
         let unit = match &rest[digits..unit_end] {
             "ms" => 0.001,
             "s" => 1.0,
@@ -239,14 +277,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += Duration::try_from_secs_f64(number * unit).map_err(|_| err())?;
         rest = &rest[unit_end..];
     }
-    if text.is_empty() { Err(err()) } else { Ok(total) }
+    if text.is_empty() {
+        Err(err())
+    } else {
+        Ok(total)
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid mode {text:?}: expected octal permission bits such as 0644"))
+        .ok_or_else(|| {
+            format!("invalid mode {text:?}: expected octal permission bits such as 0644")
+        })
 }
 
 #[cfg(test)]

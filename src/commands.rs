@@ -14,24 +14,25 @@ use crate::grouping_key::GroupingKey;
 use crate::store::{Expired, GroupInfo, Store, StoreError, StoreOptions};
 
 /// `promdrop push`: parse the input, then one store call.
-pub fn push(options: PushOptions, stdin: impl Read) -> Result<Exit> {
-    let (name, bytes) = match &options.file {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {path:?}"))?;
-            (path.display().to_string(), bytes)
-        }
-        None => {
-            let mut bytes = Vec::new();
-            let mut stdin = stdin;
-            stdin.read_to_end(&mut bytes).context("cannot read standard input")?;
-            ("<stdin>".to_owned(), bytes)
-        }
+pub fn push(options: &PushOptions, mut stdin: impl Read) -> Result<Exit> {
+    let (name, bytes) = if let Some(path) = &options.file {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path:?}"))?;
+        (path.display().to_string(), bytes)
+    } else {
+        let mut bytes = Vec::new();
+        stdin
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        ("<stdin>".to_owned(), bytes)
     };
     let refused = |problems: &[String]| {
         for problem in problems {
             eprintln!("promdrop: {problem}");
         }
-        eprintln!("promdrop: refused push to group {}; nothing was changed", options.key);
+        eprintln!(
+            "promdrop: refused push to group {}; nothing was changed",
+            options.key
+        );
         Ok(Exit::InvalidInput)
     };
     let families = match parse(&bytes) {
@@ -39,7 +40,13 @@ pub fn push(options: PushOptions, stdin: impl Read) -> Result<Exit> {
         Err(err) => return refused(&[format!("{name}:{}:{}: {err}", err.line, err.column)]),
     };
     let store = Store::open(options.store.clone())?;
-    match store.push(&options.key, families, options.mode, options.ttl, SystemTime::now()) {
+    match store.push(
+        &options.key,
+        families,
+        options.mode,
+        options.ttl,
+        SystemTime::now(),
+    ) {
         Err(StoreError::Invalid(problems)) => refused(&problems),
         other => other.map(|()| Exit::Success).map_err(Into::into),
     }
@@ -54,15 +61,12 @@ pub fn delete(options: StoreOptions, key: &GroupingKey) -> Result<Exit> {
 /// `promdrop show`: the group's file as it is on disk.
 pub fn show(options: StoreOptions, key: &GroupingKey, mut out: impl Write) -> Result<Exit> {
     let store = Store::open_read_only(options)?;
-    match store.show(key)? {
-        Some(text) => {
-            out.write_all(text.as_bytes())?;
-            Ok(Exit::Success)
-        }
-        None => {
-            eprintln!("promdrop: no group {key} in {:?}", store.dir());
-            Ok(Exit::InvalidInput)
-        }
+    if let Some(text) = store.show(key)? {
+        out.write_all(text.as_bytes())?;
+        Ok(Exit::Success)
+    } else {
+        eprintln!("promdrop: no group {key} in {:?}", store.dir());
+        Ok(Exit::InvalidInput)
     }
 }
 
@@ -85,7 +89,11 @@ pub fn list(options: StoreOptions, format: ListFormat, mut out: impl Write) -> R
                 }
             }
             for row in std::iter::once(&header).chain(&rows) {
-                let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 writeln!(out, "{}", cells.join("  ").trim_end())?;
             }
         }
@@ -100,9 +108,11 @@ pub fn expire(options: StoreOptions, mode: ExpireMode, mut out: impl Write) -> R
     let verb = if dry_run { "would remove" } else { "removed" };
     for removed in store.expire(SystemTime::now(), dry_run)? {
         match removed {
-            Expired::Group { key, file } => writeln!(out, "{verb} group {key} ({file}): past its TTL")?,
-            Expired::TempFile(path) => writeln!(out, "{verb} stale temp file {path}")?,
-        }
+            Expired::Group { key, file } => {
+                writeln!(out, "{verb} group {key} ({file}): past its TTL")
+            }
+            Expired::TempFile(path) => writeln!(out, "{verb} stale temp file {path}"),
+        }?;
     }
     Ok(Exit::Success)
 }
@@ -116,14 +126,20 @@ fn age(info: &GroupInfo, now: SystemTime) -> Option<Duration> {
 fn timestamp(seconds: f64) -> String {
     #[allow(clippy::cast_possible_truncation)]
     let millis = (seconds * 1000.0) as i64;
-    chrono::DateTime::from_timestamp_millis(millis)
-        .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 fn table_row(info: &GroupInfo, now: SystemTime) -> [String; 6] {
     let group = &info.group;
     let ttl = group.ttl.map_or_else(|| "-".to_owned(), human);
-    let ttl = if group.expired(now) { format!("{ttl} (expired)") } else { ttl };
+    let ttl = if group.expired(now) {
+        format!("{ttl} (expired)")
+    } else {
+        ttl
+    };
     [
         group.key.to_string(),
         info.file.clone(),
@@ -136,7 +152,11 @@ fn table_row(info: &GroupInfo, now: SystemTime) -> [String; 6] {
 
 fn json_row(info: &GroupInfo, now: SystemTime) -> serde_json::Value {
     let group = &info.group;
-    let labels: serde_json::Map<_, _> = group.key.labels().map(|(n, v)| (n.to_owned(), v.into())).collect();
+    let labels: serde_json::Map<_, _> = group
+        .key
+        .labels()
+        .map(|(n, v)| (n.to_owned(), v.into()))
+        .collect();
     serde_json::json!({
         "job": group.key.job(),
         "labels": labels,
@@ -166,7 +186,16 @@ fn human(duration: Duration) -> String {
         .filter(|(n, _)| *n > 0)
         .map(|(n, unit)| format!("{n}{unit}"))
         .collect();
-    if parts.is_empty() { "0s".to_owned() } else { parts.concat() }
+    if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.concat()
+    }
+}
+
+/// Whether `err` ended in a closed standard output, which counts as success.
+pub(crate) fn is_broken_pipe(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::BrokenPipe
 }
 
 #[cfg(test)]
@@ -183,9 +212,4 @@ mod tests {
         assert_eq!(human(Duration::from_secs(93_600)), "1d2h");
         assert_eq!(human(Duration::from_secs(3600)), "1h");
     }
-}
-
-/// Whether `err` ended in a closed standard output, which counts as success.
-pub(crate) fn is_broken_pipe(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::BrokenPipe
 }

@@ -154,8 +154,10 @@ impl GroupingKey {
     pub fn inject(&self, families: &mut [Family], job_label: &str) {
         for family in families {
             family.map_labels(|labels| {
-                let mut merged: BTreeMap<String, String> =
-                    labels.iter().map(|(n, v)| (n.to_owned(), v.into_owned())).collect();
+                let mut merged: BTreeMap<String, String> = labels
+                    .iter()
+                    .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                    .collect();
                 merged.insert(job_label.to_owned(), self.job.clone());
                 for (name, value) in &self.labels {
                     merged.insert(name.clone(), value.clone());
@@ -180,7 +182,8 @@ impl fmt::Display for GroupingKey {
 
 fn escape(out: &mut String, text: &str) {
     for (i, byte) in text.bytes().enumerate() {
-        let safe = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        let safe =
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
         if safe {
             out.push(char::from(byte));
         } else {
@@ -200,13 +203,22 @@ mod tests {
     use crate::exposition::render::to_string;
 
     fn key(job: &str, labels: &[(&str, &str)]) -> GroupingKey {
-        GroupingKey::new(job, labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))).unwrap()
+        GroupingKey::new(
+            job,
+            labels
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        )
+        .unwrap()
     }
 
     #[test]
     fn readable_names_in_the_common_case() {
         assert_eq!(key("backup", &[]).file_name(), "backup.prom");
-        assert_eq!(key("backup", &[("instance", "db1")]).file_name(), "backup@instance=db1.prom");
+        assert_eq!(
+            key("backup", &[("instance", "db1")]).file_name(),
+            "backup@instance=db1.prom"
+        );
         assert_eq!(
             key("backup.daily", &[("z", "1"), ("a", "x-y_z")]).file_name(),
             "backup.daily@a=x-y_z@z=1.prom"
@@ -228,8 +240,14 @@ mod tests {
         for (job, want) in cases {
             assert_eq!(key(job, &[]).file_name(), want, "{job:?}");
         }
-        assert_eq!(key("j", &[("path", "/var/../etc")]).file_name(), "j@path=%2Fvar%2F..%2Fetc.prom");
-        assert_eq!(key("j", &[("instance", "")]).file_name(), "j@instance=.prom");
+        assert_eq!(
+            key("j", &[("path", "/var/../etc")]).file_name(),
+            "j@path=%2Fvar%2F..%2Fetc.prom"
+        );
+        assert_eq!(
+            key("j", &[("instance", "")]).file_name(),
+            "j@instance=.prom"
+        );
     }
 
     #[test]
@@ -240,20 +258,36 @@ mod tests {
         assert!(a.len() < 255 && b.len() < 255, "{a}");
         assert_ne!(a, b);
         assert!(a.starts_with("job@path=vvvv") && a.contains('~'), "{a}");
-        assert_eq!(a, key("job", &[("path", &long)]).file_name(), "deterministic");
+        assert_eq!(
+            a,
+            key("job", &[("path", &long)]).file_name(),
+            "deterministic"
+        );
         let escaped = key(&"%".repeat(100), &[]).file_name();
-        assert!(escaped.len() < 255 && !escaped.contains("%~") && !escaped.contains("%2~"), "{escaped}");
+        assert!(
+            escaped.len() < 255 && !escaped.contains("%~") && !escaped.contains("%2~"),
+            "{escaped}"
+        );
     }
 
     #[test]
     fn refuses_bad_keys() {
         assert_eq!(GroupingKey::from_args("", &[]), Err(KeyError::EmptyJob));
-        assert_eq!(GroupingKey::from_args("j", &["a".into()]), Err(KeyError::NotAPair("a".into())));
+        assert_eq!(
+            GroupingKey::from_args("j", &["a".into()]),
+            Err(KeyError::NotAPair("a".into()))
+        );
         for bad in ["1a=x", "a-b=x", "__x=y", "=x"] {
             let name = bad.split('=').next().unwrap().to_owned();
-            assert_eq!(GroupingKey::from_args("j", &[bad.into()]), Err(KeyError::LabelName(name)));
+            assert_eq!(
+                GroupingKey::from_args("j", &[bad.into()]),
+                Err(KeyError::LabelName(name))
+            );
         }
-        assert_eq!(GroupingKey::from_args("j", &["job=x".into()]), Err(KeyError::JobLabel));
+        assert_eq!(
+            GroupingKey::from_args("j", &["job=x".into()]),
+            Err(KeyError::JobLabel)
+        );
         assert_eq!(
             GroupingKey::from_args("j", &["a=1".into(), "a=2".into()]),
             Err(KeyError::Duplicate("a".into()))
@@ -264,7 +298,8 @@ mod tests {
 
     #[test]
     fn inject_overrides_body_labels_and_adds_instance() {
-        let mut families = parse(b"m{job=\"body\",a=\"1\",x=\"keep\"} 1\nn{instance=\"i\"} 2\n").unwrap();
+        let mut families =
+            parse(b"m{job=\"body\",a=\"1\",x=\"keep\"} 1\nn{instance=\"i\"} 2\n").unwrap();
         key("backup", &[("a", "2")]).inject(&mut families, "job");
         assert_eq!(
             to_string(&families),
@@ -272,15 +307,32 @@ mod tests {
         );
         let mut renamed = parse(b"m 1\n").unwrap();
         key("backup", &[]).inject(&mut renamed, "cron_job");
-        assert_eq!(to_string(&renamed), "# TYPE m untyped\nm{cron_job=\"backup\",instance=\"\"} 1\n");
+        assert_eq!(
+            to_string(&renamed),
+            "# TYPE m untyped\nm{cron_job=\"backup\",instance=\"\"} 1\n"
+        );
     }
 
     fn any_key() -> impl Strategy<Value = GroupingKey> {
-        let text = prop_oneof![any::<String>(), "[./%@=~a]{0,6}", Just(".".to_owned()), Just("..".to_owned())];
+        let text = prop_oneof![
+            any::<String>(),
+            "[./%@=~a]{0,6}",
+            Just(".".to_owned()),
+            Just("..".to_owned())
+        ];
         let labels = prop::collection::btree_map("[a-z_][a-z0-9_]{0,3}", text.clone(), 0..3);
-        (text.prop_filter("job", |j| !j.is_empty()), labels).prop_filter_map("valid", |(job, labels)| {
-            GroupingKey::new(job, labels.into_iter().filter(|(n, _)| n != "job" && !n.starts_with("__"))).ok()
-        })
+        (text.prop_filter("job", |j| !j.is_empty()), labels).prop_filter_map(
+            "valid",
+            |(job, labels)| {
+                GroupingKey::new(
+                    job,
+                    labels
+                        .into_iter()
+                        .filter(|(n, _)| n != "job" && !n.starts_with("__")),
+                )
+                .ok()
+            },
+        )
     }
 
     proptest! {

@@ -36,7 +36,7 @@ pub fn run(command: Command) -> Result<Exit> {
     let stdout = io::stdout().lock();
     match command {
         Command::Check(options) => Ok(check::run(&options, io::stdin().lock(), stdout)?),
-        Command::Push(options) => commands::push(options, io::stdin().lock()),
+        Command::Push(options) => commands::push(&options, io::stdin().lock()),
         Command::Delete(options, key) => commands::delete(options, &key),
         Command::Show(options, key) => commands::show(options, &key, stdout),
         Command::List(options, format) => commands::list(options, format, stdout),
@@ -49,7 +49,9 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if let Some(err) = cause.downcast_ref::<StoreError>() {
             return match err {
-                StoreError::Invalid(_) | StoreError::NotOurs(_) | StoreError::Corrupt { .. } => Exit::InvalidInput,
+                StoreError::Invalid(_) | StoreError::NotOurs(_) | StoreError::Corrupt { .. } => {
+                    Exit::InvalidInput
+                }
                 StoreError::LockTimeout { .. } => Exit::LockTimeout,
                 _ => Exit::Io,
             };
@@ -62,9 +64,11 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
 /// counts as success.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        let io = cause.downcast_ref::<io::Error>().or_else(|| match cause.downcast_ref::<check::CheckError>() {
-            Some(check::CheckError::Output(e)) => Some(e),
-            _ => None,
+        let io = cause.downcast_ref::<io::Error>().or_else(|| {
+            match cause.downcast_ref::<check::CheckError>() {
+                Some(check::CheckError::Output(e)) => Some(e),
+                _ => None,
+            }
         });
         io.is_some_and(commands::is_broken_pipe)
     })

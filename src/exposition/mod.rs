@@ -48,6 +48,19 @@ impl MetricType {
         }
     }
 
+    /// Parses [`MetricType::as_str`]'s spelling.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Counter,
+            Self::Gauge,
+            Self::Summary,
+            Self::Untyped,
+            Self::Histogram,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+    }
+
     /// Whether samples of this type are assembled from several lines.
     pub fn is_distribution(self) -> bool {
         matches!(self, Self::Summary | Self::Histogram)

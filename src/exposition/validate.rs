@@ -542,18 +542,23 @@ fn exporter_clash(family: &Family) -> Option<Violation> {
 /// [`Fingerprint::may_conflict`] is a conservative filter: `false` means the
 /// two files cannot conflict; `true` means run [`validate`] on them to find
 /// out (a hash collision only costs that exact check).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
-    families: Vec<FamilyPrint>,
+    /// The families, in any order.
+    pub families: Vec<FamilyPrint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct FamilyPrint {
-    name: String,
-    kind: String,
-    help: Option<String>,
+/// One family of a [`Fingerprint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyPrint {
+    /// The metric name.
+    pub name: String,
+    /// The type.
+    pub kind: MetricType,
+    /// The HELP text.
+    pub help: Option<String>,
     /// Sorted FNV-1a hashes of the series identities.
-    ids: Vec<u64>,
+    pub ids: Vec<u64>,
 }
 
 impl Fingerprint {
@@ -562,11 +567,14 @@ impl Fingerprint {
         let families = families
             .iter()
             .map(|family| {
-                let mut ids: Vec<u64> = family.series().map(|s| fnv1a(identity(s.labels).as_bytes())).collect();
+                let mut ids: Vec<u64> = family
+                    .series()
+                    .map(|s| fnv1a(identity(s.labels).as_bytes()))
+                    .collect();
                 ids.sort_unstable();
                 FamilyPrint {
                     name: family.name().to_owned(),
-                    kind: family.kind().as_str().to_owned(),
+                    kind: family.kind(),
                     help: family.help().map(str::to_owned),
                     ids,
                 }
@@ -575,17 +583,51 @@ impl Fingerprint {
         Self { families }
     }
 
+    /// The names a family of another file must have to possibly conflict
+    /// with this one: the same names, and the suffix relatives.
+    fn related_names(&self) -> HashMap<String, Option<&FamilyPrint>> {
+        let mut related = HashMap::new();
+        for family in &self.families {
+            related.insert(family.name.clone(), Some(family));
+            for (base, _) in suffix_owners(&family.name) {
+                related.entry(base.to_owned()).or_insert(None);
+            }
+            for suffix in ["_count", "_sum", "_bucket"] {
+                related
+                    .entry(format!("{}{suffix}", family.name))
+                    .or_insert(None);
+            }
+        }
+        related
+    }
+
     /// Whether files with these fingerprints might conflict.
     pub fn may_conflict(&self, other: &Fingerprint) -> bool {
-        let names: HashMap<&str, &FamilyPrint> = other.families.iter().map(|f| (f.name.as_str(), f)).collect();
-        self.families.iter().any(|mine| {
-            let related = |name: &str| names.contains_key(name);
-            let collides = suffix_owners(&mine.name).any(|(base, _)| related(base))
-                || ["_count", "_sum", "_bucket"].iter().any(|s| related(&format!("{}{s}", mine.name)));
-            collides
-                || names.get(mine.name.as_str()).is_some_and(|theirs| {
-                    theirs.kind != mine.kind || theirs.help != mine.help || shares_any(&mine.ids, &theirs.ids)
-                })
+        self.conflicting([("", other)]).next().is_some()
+    }
+
+    /// Of `others` (name, fingerprint), those that might conflict with this
+    /// one, in one pass with no work per file beyond its family names.
+    pub fn conflicting<'a>(
+        &self,
+        others: impl IntoIterator<Item = (&'a str, &'a Fingerprint)>,
+    ) -> impl Iterator<Item = &'a str> {
+        let related = self.related_names();
+        others.into_iter().filter_map(move |(name, other)| {
+            let hit = other
+                .families
+                .iter()
+                .any(|theirs| match related.get(theirs.name.as_str()) {
+                    None => false,
+                    // A suffix relative: a collision whatever the types.
+                    Some(None) => true,
+                    Some(Some(mine)) => {
+                        theirs.kind != mine.kind
+                            || theirs.help != mine.help
+                            || shares_any(&mine.ids, &theirs.ids)
+                    }
+                });
+            hit.then_some(name)
         })
     }
 }
@@ -605,5 +647,7 @@ fn shares_any(a: &[u64], b: &[u64]) -> bool {
 /// 64-bit FNV-1a: a fixed, documented hash, so cached fingerprints stay
 /// valid across builds.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -35,7 +35,13 @@ pub(crate) fn write_atomic<T>(
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let io = |op: &'static str| move |source| StoreError::Io { op, path: dir.join(name), source };
+    let io = |op: &'static str| {
+        move |source| StoreError::Io {
+            op,
+            path: dir.join(name),
+            source,
+        }
+    };
     let stem = name.strip_suffix(".prom").unwrap_or(name);
     let mut temp = tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{stem}."))
@@ -43,12 +49,16 @@ pub(crate) fn write_atomic<T>(
         .tempfile_in(dir)
         .map_err(io("create a temp file for"))?;
     temp.write_all(bytes).map_err(io("write"))?;
-    temp.as_file().set_permissions(Permissions::from_mode(options.mode)).map_err(io("set the mode of"))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(options.mode))
+        .map_err(io("set the mode of"))?;
     if options.fsync {
-        temp.as_file().sync_all().map_err(io("fsync"))?;
+        // fdatasync: the data and the size, which is all a rename needs.
+        temp.as_file().sync_data().map_err(io("fsync"))?;
     }
     let held = before_rename()?;
-    temp.persist(dir.join(name)).map_err(|e| io("rename into place")(e.error))?;
+    temp.persist(dir.join(name))
+        .map_err(|e| io("rename into place")(e.error))?;
     if options.fsync {
         sync_dir(dir).map_err(io("fsync the directory after writing"))?;
     }
@@ -66,11 +76,19 @@ pub(crate) fn remove(dir: &Path, name: &str, fsync: bool) -> Result<bool, StoreE
     match fs::remove_file(&path) {
         Ok(()) => {
             if fsync {
-                sync_dir(dir).map_err(|source| StoreError::Io { op: "fsync the directory after removing", path, source })?;
+                sync_dir(dir).map_err(|source| StoreError::Io {
+                    op: "fsync the directory after removing",
+                    path,
+                    source,
+                })?;
             }
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(StoreError::Io { op: "remove", path, source }),
+        Err(source) => Err(StoreError::Io {
+            op: "remove",
+            path,
+            source,
+        }),
     }
 }

@@ -31,7 +31,6 @@ impl FileLock {
     /// Takes the lock on `path`, creating the file with `mode`. `Ok(None)`
     /// means it is held elsewhere and `wait` ran out.
     pub(crate) fn acquire(path: &Path, mode: u32, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let io = |op| move |source| StoreError::Io { op, path: PathBuf::from(path), source };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -39,7 +38,33 @@ impl FileLock {
             .truncate(false)
             .mode(mode)
             .open(path)
-            .map_err(io("open the lock file"))?;
+            .map_err(|source| StoreError::Io {
+                op: "open the lock file",
+                path: path.into(),
+                source,
+            })?;
+        Self::lock(file, path, wait)
+    }
+
+    /// Takes the lock on a directory itself: a stable inode that no rename
+    /// replaces, and no extra file.
+    pub(crate) fn directory(dir: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
+        let file = File::open(dir).map_err(|source| StoreError::Io {
+            op: "open",
+            path: dir.into(),
+            source,
+        })?;
+        Self::lock(file, dir, wait)
+    }
+
+    fn lock(file: File, path: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
+        let io = |op| {
+            move |source| StoreError::Io {
+                op,
+                path: PathBuf::from(path),
+                source,
+            }
+        };
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Its state lives in the hidden `.promdrop/` subdirectory (node_exporter
-//! does not descend into directories): lock files and the fingerprint index.
+//! does not descend into directories): per-group lock files and the
+//! fingerprint index. The short directory-wide lock is a `flock` on the
+//! directory itself.
 
 mod atomic;
 mod index;
@@ -39,9 +41,11 @@ const HEADER: &str = "# promdrop group ";
 const STALE_TEMP: Duration = Duration::from_secs(600);
 
 /// The Pushgateway's own HELP texts, so the same HELP stands in every file.
-pub const PUSH_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway succeeded.";
+pub const PUSH_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway succeeded.";
 /// See [`PUSH_TIME_HELP`].
-pub const PUSH_FAILURE_TIME_HELP: &str = "Last Unix time when changing this group in the Pushgateway failed.";
+pub const PUSH_FAILURE_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway failed.";
 
 /// How a store is opened.
 #[derive(Debug, Clone)]
@@ -77,7 +81,9 @@ pub enum StoreError {
     )]
     Missing(PathBuf),
     /// The path is not a directory.
-    #[error("{0:?} is not a directory\nhint: --dir and PROMDROP_DIR name node_exporter's textfile directory")]
+    #[error(
+        "{0:?} is not a directory\nhint: --dir and PROMDROP_DIR name node_exporter's textfile directory"
+    )]
     NotADirectory(PathBuf),
     /// The directory cannot be written.
     #[error(
@@ -110,7 +116,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// Another writer holds the group's lock.
-    #[error("group {key} is locked by another writer; gave up after {waited:?}\nhint: raise --lock-timeout")]
+    #[error(
+        "group {key} is locked by another writer; gave up after {waited:?}\nhint: raise --lock-timeout"
+    )]
     LockTimeout {
         /// The group.
         key: String,
@@ -164,7 +172,11 @@ impl Group {
 
     /// Number of series, not counting the push times.
     pub fn series(&self) -> usize {
-        self.families.iter().filter(|f| !is_push_metric(f.name())).map(Family::len).sum()
+        self.families
+            .iter()
+            .filter(|f| !is_push_metric(f.name()))
+            .map(Family::len)
+            .sum()
     }
 
     /// Whether the TTL has run out at `now`.
@@ -176,8 +188,11 @@ impl Group {
     }
 
     fn render(&self) -> Vec<u8> {
-        let labels: serde_json::Map<String, serde_json::Value> =
-            self.key.labels().map(|(n, v)| (n.to_owned(), v.into())).collect();
+        let labels: serde_json::Map<String, serde_json::Value> = self
+            .key
+            .labels()
+            .map(|(n, v)| (n.to_owned(), v.into()))
+            .collect();
         let mut header = serde_json::json!({ "job": self.key.job(), "labels": labels });
         if let Some(ttl) = self.ttl {
             header["ttl_seconds"] = ttl.as_secs().into();
@@ -189,14 +204,20 @@ impl Group {
 
     /// Reads a group file; `Ok(None)` when it has no promdrop header.
     fn read(bytes: &[u8]) -> Result<Option<Self>, String> {
-        let Some(rest) = bytes.strip_prefix(HEADER.as_bytes()) else { return Ok(None) };
+        let Some(rest) = bytes.strip_prefix(HEADER.as_bytes()) else {
+            return Ok(None);
+        };
         let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
         let header: serde_json::Value =
             serde_json::from_slice(&rest[..end]).map_err(|e| format!("bad header: {e}"))?;
         let job = header["job"].as_str().ok_or("header has no job")?;
         let labels: Vec<(String, String)> = header["labels"]
             .as_object()
-            .map(|m| m.iter().map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let key = GroupingKey::new(job, labels).map_err(|e| format!("bad header: {e}"))?;
         let ttl = header["ttl_seconds"].as_u64().map(Duration::from_secs);
@@ -242,13 +263,8 @@ impl Store {
     /// Opens the directory for reading and writing, creating the state
     /// directory if needed.
     pub fn open(options: StoreOptions) -> Result<Self, StoreError> {
-        let store = Self::open_read_only(options)?;
+        let (store, dir_meta) = Self::open_dir(options)?;
         let locks = store.state.join("locks");
-        let dir_meta = fs::metadata(&store.dir).map_err(|source| StoreError::Io {
-            op: "read",
-            path: store.dir.clone(),
-            source,
-        })?;
         if !locks.is_dir() {
             // Same permission bits as the directory, so that when it is
             // group-writable for several cron users, so are the locks.
@@ -259,29 +275,59 @@ impl Store {
                         let _ = fs::set_permissions(path, fs::Permissions::from_mode(bits));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(source) => return Err(StoreError::Unwritable { dir: store.dir.clone(), source }),
+                    Err(source) => {
+                        return Err(StoreError::Unwritable {
+                            dir: store.dir.clone(),
+                            source,
+                        });
+                    }
                 }
             }
         }
-        let state_meta = fs::metadata(&store.state)
-            .map_err(|source| StoreError::Unwritable { dir: store.dir.clone(), source })?;
+        let state_meta = fs::metadata(&store.state).map_err(|source| StoreError::Unwritable {
+            dir: store.dir.clone(),
+            source,
+        })?;
         if state_meta.dev() != dir_meta.dev() {
-            return Err(StoreError::OtherFilesystem { dir: store.dir.clone(), state: store.state.clone() });
+            return Err(StoreError::OtherFilesystem {
+                dir: store.dir.clone(),
+                state: store.state.clone(),
+            });
         }
         Ok(store)
     }
 
     /// Opens the directory for `list` and `show`, which write nothing.
     pub fn open_read_only(options: StoreOptions) -> Result<Self, StoreError> {
-        match fs::metadata(&options.dir) {
-            Ok(meta) if meta.is_dir() => {}
+        Self::open_dir(options).map(|(store, _)| store)
+    }
+
+    fn open_dir(options: StoreOptions) -> Result<(Self, fs::Metadata), StoreError> {
+        let meta = match fs::metadata(&options.dir) {
+            Ok(meta) if meta.is_dir() => meta,
             Ok(_) => return Err(StoreError::NotADirectory(options.dir)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::Missing(options.dir)),
-            Err(source) => return Err(StoreError::Io { op: "read", path: options.dir, source }),
-        }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(options.dir));
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "read",
+                    path: options.dir,
+                    source,
+                });
+            }
+        };
         let state = options.dir.join(STATE_DIR);
-        let shared = fs::metadata(&options.dir).is_ok_and(|m| m.permissions().mode() & 0o020 != 0);
-        Ok(Self { dir: options.dir.clone(), state, options, shared })
+        let shared = meta.permissions().mode() & 0o020 != 0;
+        Ok((
+            Self {
+                dir: options.dir.clone(),
+                state,
+                options,
+                shared,
+            },
+            meta,
+        ))
     }
 
     /// The directory.
@@ -290,7 +336,10 @@ impl Store {
     }
 
     fn write_options(&self) -> WriteOptions {
-        WriteOptions { mode: self.options.mode, fsync: self.options.fsync }
+        WriteOptions {
+            mode: self.options.mode,
+            fsync: self.options.fsync,
+        }
     }
 
     /// Takes the group's lock.
@@ -299,10 +348,20 @@ impl Store {
     }
 
     fn lock_with(&self, key: &GroupingKey, wait: Wait) -> Result<GroupLock<'_>, StoreError> {
-        let path = self.state.join("locks").join(format!("{}.lock", key.file_stem()));
+        let path = self
+            .state
+            .join("locks")
+            .join(format!("{}.lock", key.file_stem()));
         match FileLock::acquire(&path, self.lock_mode(), wait)? {
-            Some(lock) => Ok(GroupLock { store: self, key: key.clone(), _lock: lock }),
-            None => Err(StoreError::LockTimeout { key: key.to_string(), waited: waited(wait) }),
+            Some(lock) => Ok(GroupLock {
+                store: self,
+                key: key.clone(),
+                _lock: lock,
+            }),
+            None => Err(StoreError::LockTimeout {
+                key: key.to_string(),
+                waited: waited(wait),
+            }),
         }
     }
 
@@ -340,7 +399,11 @@ impl Store {
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { op: "read", path, source }),
+            Err(source) => Err(StoreError::Io {
+                op: "read",
+                path,
+                source,
+            }),
         }
     }
 
@@ -349,7 +412,13 @@ impl Store {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Io { op: "read", path, source }),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
         };
         match Group::read(&bytes) {
             Ok(Some(group)) => Ok(Some(group)),
@@ -380,13 +449,21 @@ impl Store {
             }
             let key = info.group.key.to_string();
             if dry_run {
-                removed.push(Expired::Group { key, file: info.file });
+                removed.push(Expired::Group {
+                    key,
+                    file: info.file,
+                });
                 continue;
             }
             // A writer holding the lock is about to refresh the group: skip it.
-            let Ok(lock) = self.lock_with(&info.group.key, Wait::No) else { continue };
+            let Ok(lock) = self.lock_with(&info.group.key, Wait::No) else {
+                continue;
+            };
             if lock.read()?.is_some_and(|g| g.expired(now)) && lock.delete()? {
-                removed.push(Expired::Group { key, file: info.file });
+                removed.push(Expired::Group {
+                    key,
+                    file: info.file,
+                });
             }
         }
         for dir in [&self.dir, &self.state] {
@@ -401,8 +478,11 @@ impl Store {
 
     /// The names node_exporter reads, sorted as it reads them.
     fn prom_files(&self) -> Result<Vec<String>, StoreError> {
-        let listing =
-            fs::read_dir(&self.dir).map_err(|source| StoreError::Io { op: "list", path: self.dir.clone(), source })?;
+        let listing = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            op: "list",
+            path: self.dir.clone(),
+            source,
+        })?;
         let mut names: Vec<String> = listing
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
@@ -414,7 +494,12 @@ impl Store {
 
     /// Refuses `families` (to be published as `name`) when they conflict
     /// with another file in the directory. Runs under the directory lock.
-    fn check_against_directory(&self, index: &mut Index, name: &str, families: &[Family]) -> Result<(), StoreError> {
+    fn check_against_directory(
+        &self,
+        index: &mut Index,
+        name: &str,
+        families: &[Family],
+    ) -> Result<(), StoreError> {
         index.refresh(&self.dir)?;
         let mut names = index.candidates(name, &Fingerprint::of(families));
         if names.is_empty() {
@@ -427,22 +512,38 @@ impl Store {
                 Some((other, parsed))
             })
             .collect();
-        let mut sources: Vec<Source<'_>> =
-            others.iter().map(|(n, f)| Source { name: n, families: f }).collect();
+        let mut sources: Vec<Source<'_>> = others
+            .iter()
+            .map(|(n, f)| Source {
+                name: n,
+                families: f,
+            })
+            .collect();
         sources.push(Source { name, families });
         sources.sort_by(|a, b| a.name.cmp(b.name));
-        let mine = sources.iter().position(|s| s.name == name).expect("the new file is among the sources");
+        let mine = sources
+            .iter()
+            .position(|s| s.name == name)
+            .expect("the new file is among the sources");
         let problems: Vec<String> = validate(&sources)
             .into_iter()
             .filter(|p| p.source == mine || p.other.is_some_and(|(other, _)| other == mine))
             .map(|p| {
                 // Lines of the pushed content are lines of its input, not of
                 // the file: name only the file for it.
-                let place = if p.source == mine { name.to_owned() } else { format!("{}:{}", sources[p.source].name, p.line) };
+                let place = if p.source == mine {
+                    name.to_owned()
+                } else {
+                    format!("{}:{}", sources[p.source].name, p.line)
+                };
                 format!("{place}: {}", p.violation)
             })
             .collect();
-        if problems.is_empty() { Ok(()) } else { Err(StoreError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(problems))
+        }
     }
 }
 
@@ -482,42 +583,59 @@ impl GroupLock<'_> {
         if let (PushMode::Add, Some(old)) = (mode, &old) {
             let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
             families.extend(
-                old.families.iter().filter(|f| !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())).cloned(),
+                old.families
+                    .iter()
+                    .filter(|f| !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name()))
+                    .cloned(),
             );
             ttl = ttl.or(old.ttl);
         }
-        let failed = old.as_ref().and_then(|g| g.single_value("push_failure_time_seconds")).unwrap_or(0.0);
+        let failed = old
+            .as_ref()
+            .and_then(|g| g.single_value("push_failure_time_seconds"))
+            .unwrap_or(0.0);
         families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
-        families.push(self.push_metric("push_failure_time_seconds", PUSH_FAILURE_TIME_HELP, failed));
+        families.push(self.push_metric(
+            "push_failure_time_seconds",
+            PUSH_FAILURE_TIME_HELP,
+            failed,
+        ));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let key = self.key.clone();
-        self.publish(Group { key, ttl, families })
+        self.publish(&Group { key, ttl, families })
     }
 
     /// Writes `group` as the group's file: validated alone, then against
     /// the rest of the directory under the directory lock, then renamed in.
-    pub fn publish(self, group: Group) -> Result<(), StoreError> {
+    pub fn publish(self, group: &Group) -> Result<(), StoreError> {
         let store = self.store;
         let name = self.key.file_name();
-        let alone = [Source { name: &name, families: &group.families }];
-        let problems: Vec<String> =
-            validate(&alone).into_iter().map(|p| format!("{name}: {}", p.violation)).collect();
+        let alone = [Source {
+            name: &name,
+            families: &group.families,
+        }];
+        let problems: Vec<String> = validate(&alone)
+            .into_iter()
+            .map(|p| format!("{name}: {}", p.violation))
+            .collect();
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
         }
         let bytes = group.render();
         let critical = write_atomic(&store.dir, &name, &bytes, store.write_options(), || {
-            let path = store.state.join("dir.lock");
             let wait = store.options.wait;
-            let lock = FileLock::acquire(&path, store.lock_mode(), wait)?
-                .ok_or_else(|| StoreError::LockTimeout { key: "(the directory)".into(), waited: waited(wait) })?;
+            let lock =
+                FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
+                    key: "(the directory)".into(),
+                    waited: waited(wait),
+                })?;
             let mut index = Index::load(&store.state);
             store.check_against_directory(&mut index, &name, &group.families)?;
             Ok((lock, index))
         })?;
         let (_dir_lock, mut index) = critical;
         index.record(&store.dir, &name, Fingerprint::of(&group.families));
-        index.save(&store.state, store.lock_mode());
+        index.save(&store.state);
         Ok(())
     }
 
@@ -528,13 +646,20 @@ impl GroupLock<'_> {
             Ok(None) => return Ok(false),
             _ => {}
         }
-        atomic::remove(&self.store.dir, &self.key.file_name(), self.store.options.fsync)
+        atomic::remove(
+            &self.store.dir,
+            &self.key.file_name(),
+            self.store.options.fsync,
+        )
     }
 
     fn push_metric(&self, name: &str, help: &str, value: f64) -> Family {
         let mut family = Family::new(name, MetricType::Gauge).with_help(help);
         family.push::<&str, &str>(&[], Value::Single(value));
-        self.key.inject(std::slice::from_mut(&mut family), &self.store.options.job_label);
+        self.key.inject(
+            std::slice::from_mut(&mut family),
+            &self.store.options.job_label,
+        );
         family
     }
 }
@@ -549,7 +674,8 @@ pub(crate) fn is_prom_name(name: &str) -> bool {
 }
 
 fn seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn waited(wait: Wait) -> Duration {
@@ -560,10 +686,16 @@ fn waited(wait: Wait) -> Duration {
 }
 
 fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
-    let Ok(listing) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(listing) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     listing
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+        })
         .filter(|e| {
             e.metadata()
                 .and_then(|m| m.modified())

@@ -20,7 +20,13 @@ fn dir() -> tempfile::TempDir {
 }
 
 fn push(dir: &Path, args: &[&str], body: &str) -> crate::util::Outcome {
-    Test::new().arg("--dir").arg(dir).arg("push").args(args).stdin(body).run()
+    Test::new()
+        .arg("--dir")
+        .arg(dir)
+        .arg("push")
+        .args(args)
+        .stdin(body)
+        .run()
 }
 
 fn read(path: impl AsRef<Path>) -> String {
@@ -29,7 +35,15 @@ fn read(path: impl AsRef<Path>) -> String {
 
 /// The group file without its volatile push time.
 fn stable(text: &str) -> String {
-    text.lines().filter(|l| !l.starts_with("push_time_seconds")).map(|l| format!("{l}\n")).collect()
+    text.lines()
+        .filter(|l| !l.starts_with("push_time_seconds"))
+        .flat_map(|l| {
+            [
+                l, "
+",
+            ]
+        })
+        .collect()
 }
 
 #[test]
@@ -50,12 +64,32 @@ fn push_writes_a_self_describing_group_file() {
          # HELP push_time_seconds Last Unix time when changing this group in the Pushgateway succeeded.\n\
          # TYPE push_time_seconds gauge\n"
     );
-    let pushed: f64 = text.lines().find_map(|l| l.strip_prefix("push_time_seconds{instance=\"db1\",job=\"backup\"} ")).unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    assert!((now - pushed).abs() < 60.0, "push time {pushed} vs now {now}");
+    let pushed: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("push_time_seconds{instance=\"db1\",job=\"backup\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - pushed).abs() < 60.0,
+        "push time {pushed} vs now {now}"
+    );
     let mode = fs::metadata(d.path().join("backup@instance=db1.prom")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o644);
-    Test::new().arg("--dir").arg(d.path()).args(["check"]).arg(d.path()).run().status(0);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o644
+    );
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["check"])
+        .arg(d.path())
+        .run()
+        .status(0);
 }
 
 #[test]
@@ -65,39 +99,99 @@ fn replace_and_add_follow_the_pushgateway() {
     push(d.path(), &["j", "--add"], "b{x=\"new\"} 3\nc 4\n").status(0);
     let text = stable(&read(d.path().join("j.prom")));
     assert!(text.contains("a{instance=\"\",job=\"j\"} 1\n"), "{text}");
-    assert!(text.contains("b{instance=\"\",job=\"j\",x=\"new\"} 3\n") && !text.contains("b{instance=\"\",job=\"j\"} 2"), "{text}");
+    assert!(
+        text.contains("b{instance=\"\",job=\"j\",x=\"new\"} 3\n")
+            && !text.contains("b{instance=\"\",job=\"j\"} 2"),
+        "{text}"
+    );
     assert!(text.contains("c{instance=\"\",job=\"j\"} 4\n"), "{text}");
     push(d.path(), &["j"], "z 9\n").status(0);
     let text = stable(&read(d.path().join("j.prom")));
-    assert!(!text.contains("\na{") && !text.contains("\nc{") && text.contains("z{instance=\"\",job=\"j\"} 9"), "{text}");
+    assert!(
+        !text.contains("\na{")
+            && !text.contains("\nc{")
+            && text.contains("z{instance=\"\",job=\"j\"} 9"),
+        "{text}"
+    );
     // A pushed push_time_seconds is always overridden.
     push(d.path(), &["j", "--add"], "push_time_seconds 5\n").status(0);
-    assert!(!read(d.path().join("j.prom")).contains("push_time_seconds{instance=\"\",job=\"j\"} 5\n"));
+    assert!(
+        !read(d.path().join("j.prom")).contains("push_time_seconds{instance=\"\",job=\"j\"} 5\n")
+    );
 }
 
 #[test]
 fn job_label_option_avoids_exported_job() {
     let d = dir();
-    Test::new().arg("--dir").arg(d.path()).args(["--job-label", "cron_job", "push", "backup"]).stdin("m 1\n").run().status(0);
-    assert!(read(d.path().join("backup.prom")).contains("m{cron_job=\"backup\",instance=\"\"} 1\n"));
-    Test::new().arg("--dir").arg(d.path()).args(["--job-label", "__x", "push", "b"]).stdin("m 1\n").run().status(2);
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["--job-label", "cron_job", "push", "backup"])
+        .stdin("m 1\n")
+        .run()
+        .status(0);
+    assert!(
+        read(d.path().join("backup.prom")).contains("m{cron_job=\"backup\",instance=\"\"} 1\n")
+    );
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["--job-label", "__x", "push", "b"])
+        .stdin("m 1\n")
+        .run()
+        .status(2);
 }
 
 #[test]
 fn delete_show_and_list() {
     let d = dir();
-    push(d.path(), &["a", "--ttl", "1h"], "m{x=\"1\"} 1\nm{x=\"2\"} 2\n").status(0);
+    push(
+        d.path(),
+        &["a", "--ttl", "1h"],
+        "m{x=\"1\"} 1\nm{x=\"2\"} 2\n",
+    )
+    .status(0);
     push(d.path(), &["b", "path=/var/../x"], "n 1\n").status(0);
     fs::write(d.path().join("foreign.prom"), "other_tool_metric 1\n").unwrap();
-    let shown = Test::new().arg("--dir").arg(d.path()).args(["show", "a"]).run().status(0);
+    let shown = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["show", "a"])
+        .run()
+        .status(0);
     assert_eq!(shown.stdout, read(d.path().join("a.prom")));
-    let list = Test::new().arg("--dir").arg(d.path()).arg("list").run().status(0);
+    let list = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("list")
+        .run()
+        .status(0);
     let lines: Vec<&str> = list.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", list.stdout);
-    assert!(lines[0].starts_with("GROUP ") && lines[0].ends_with("SERIES"), "{}", lines[0]);
-    assert!(lines[1].starts_with("{job=\"a\"}") && lines[1].contains(" a.prom ") && lines[1].contains(" 1h ") && lines[1].ends_with(" 2"), "{}", lines[1]);
-    assert!(lines[2].contains("b@path=%2Fvar%2F..%2Fx.prom"), "{}", lines[2]);
-    let json = Test::new().arg("--dir").arg(d.path()).args(["list", "--json"]).run().status(0);
+    assert!(
+        lines[0].starts_with("GROUP ") && lines[0].ends_with("SERIES"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("{job=\"a\"}")
+            && lines[1].contains(" a.prom ")
+            && lines[1].contains(" 1h ")
+            && lines[1].ends_with(" 2"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("b@path=%2Fvar%2F..%2Fx.prom"),
+        "{}",
+        lines[2]
+    );
+    let json = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["list", "--json"])
+        .run()
+        .status(0);
     let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(rows[0]["job"], "a");
     assert_eq!(rows[0]["series"], 2);
@@ -105,16 +199,38 @@ fn delete_show_and_list() {
     assert_eq!(rows[0]["expired"], false);
     assert_eq!(rows[1]["labels"]["path"], "/var/../x");
     assert!(rows[1]["ttl_seconds"].is_null());
-    Test::new().arg("--dir").arg(d.path()).args(["delete", "b", "path=/var/../x"]).run().status(0).stdout("");
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["delete", "b", "path=/var/../x"])
+        .run()
+        .status(0)
+        .stdout("");
     assert!(!d.path().join("b@path=%2Fvar%2F..%2Fx.prom").exists());
-    Test::new().arg("--dir").arg(d.path()).args(["delete", "b", "path=/var/../x"]).run().status(0);
-    Test::new().arg("--dir").arg(d.path()).args(["show", "nope"]).run().status(1).stderr(&format!(
-        "promdrop: no group {{job=\"nope\"}} in {:?}\n",
-        d.path()
-    ));
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["delete", "b", "path=/var/../x"])
+        .run()
+        .status(0);
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["show", "nope"])
+        .run()
+        .status(1)
+        .stderr(&format!(
+            "promdrop: no group {{job=\"nope\"}} in {:?}\n",
+            d.path()
+        ));
     // A file promdrop did not write is never replaced or deleted.
     push(d.path(), &["foreign"], "m 1\n").status(1);
-    Test::new().arg("--dir").arg(d.path()).args(["delete", "foreign"]).run().status(1);
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["delete", "foreign"])
+        .run()
+        .status(1);
     assert_eq!(read(d.path().join("foreign.prom")), "other_tool_metric 1\n");
 }
 
@@ -127,21 +243,49 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
     let stale = d.path().join(".promdrop-tmp-crashed.prom.abc123");
     fs::write(&stale, "half a fi").unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let fresh = d.path().join(".promdrop-tmp-inflight.prom.def456");
     fs::write(&fresh, "in progress").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    let dry = Test::new().arg("--dir").arg(d.path()).args(["expire", "--dry-run"]).run().status(0);
+    let dry = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["expire", "--dry-run"])
+        .run()
+        .status(0);
     assert_eq!(
         dry.stdout,
-        format!("would remove group {{job=\"short\"}} (short.prom): past its TTL\nwould remove stale temp file {}\n", stale.display())
+        format!(
+            "would remove group {{job=\"short\"}} (short.prom): past its TTL\nwould remove stale temp file {}\n",
+            stale.display()
+        )
     );
     assert!(d.path().join("short.prom").exists() && stale.exists());
-    let done = Test::new().arg("--dir").arg(d.path()).arg("expire").run().status(0);
+    let done = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("expire")
+        .run()
+        .status(0);
     assert_eq!(done.stdout, dry.stdout.replace("would remove", "removed"));
     assert!(!d.path().join("short.prom").exists() && !stale.exists());
-    assert!(d.path().join("long.prom").exists() && d.path().join("forever.prom").exists() && fresh.exists());
-    Test::new().arg("--dir").arg(d.path()).arg("expire").run().status(0).stdout("");
+    assert!(
+        d.path().join("long.prom").exists()
+            && d.path().join("forever.prom").exists()
+            && fresh.exists()
+    );
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("expire")
+        .run()
+        .status(0)
+        .stdout("");
 }
 
 #[test]
@@ -155,18 +299,42 @@ fn exit_codes_are_distinct() {
     push(d.path(), &["j", "bad-name=x"], "m 1\n").status(2);
     push(d.path(), &["j", "--ttl", "soon"], "m 1\n").status(2);
     let missing = d.path().join("missing");
-    let out = Test::new().arg("--dir").arg(&missing).args(["push", "j"]).stdin("m 1\n").run().status(3);
+    let out = Test::new()
+        .arg("--dir")
+        .arg(&missing)
+        .args(["push", "j"])
+        .stdin("m 1\n")
+        .run()
+        .status(3);
     assert_eq!(
         out.stderr,
-        format!("promdrop: textfile directory {missing:?} does not exist\nhint: create it (install -d -m 2775 -g prometheus DIR), or choose another with --dir or PROMDROP_DIR\n")
+        format!(
+            "promdrop: textfile directory {missing:?} does not exist\nhint: create it (install -d -m 2775 -g prometheus DIR), or choose another with --dir or PROMDROP_DIR\n"
+        )
     );
-    let env = Test::new().env("PROMDROP_DIR", missing.to_str().unwrap()).args(["push", "j"]).stdin("m 1\n").run().status(3);
+    let env = Test::new()
+        .env("PROMDROP_DIR", missing.to_str().unwrap())
+        .args(["push", "j"])
+        .stdin("m 1\n")
+        .run()
+        .status(3);
     assert!(env.stderr.contains("does not exist"), "{}", env.stderr);
     // Hold the group's lock: the push gives up with code 4.
     let lock = fs::File::open(d.path().join(".promdrop/locks/j.lock")).unwrap();
     fs2::FileExt::lock_exclusive(&lock).unwrap();
-    let busy = Test::new().arg("--dir").arg(d.path()).args(["--lock-timeout", "200ms", "push", "j"]).stdin("m 2\n").run().status(4);
-    assert!(busy.stderr.contains("group {job=\"j\"} is locked by another writer"), "{}", busy.stderr);
+    let busy = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["--lock-timeout", "200ms", "push", "j"])
+        .stdin("m 2\n")
+        .run()
+        .status(4);
+    assert!(
+        busy.stderr
+            .contains("group {job=\"j\"} is locked by another writer"),
+        "{}",
+        busy.stderr
+    );
     drop(lock);
     push(d.path(), &["j"], "m 2\n").status(0);
 }
@@ -174,18 +342,38 @@ fn exit_codes_are_distinct() {
 #[test]
 fn cross_file_conflicts_are_refused_and_change_nothing() {
     let d = dir();
-    push(d.path(), &["a"], "# HELP shared_total Runs.\n# TYPE shared_total counter\nshared_total 1\n").status(0);
+    push(
+        d.path(),
+        &["a"],
+        "# HELP shared_total Runs.\n# TYPE shared_total counter\nshared_total 1\n",
+    )
+    .status(0);
     let before = fs::read(d.path().join("a.prom")).unwrap();
-    let refused = push(d.path(), &["b"], "# HELP shared_total Other help.\n# TYPE shared_total counter\nshared_total 2\n").status(1);
+    let refused = push(
+        d.path(),
+        &["b"],
+        "# HELP shared_total Other help.\n# TYPE shared_total counter\nshared_total 2\n",
+    )
+    .status(1);
     assert_eq!(
         refused.stderr,
         "promdrop: b.prom: HELP for \"shared_total\" is \"Other help.\" here but \"Runs.\" in a.prom:8: node_exporter would drop these series\n\
          promdrop: refused push to group {job=\"b\"}; nothing was changed\n"
     );
     assert!(!d.path().join("b.prom").exists());
-    push(d.path(), &["b"], "# TYPE shared_total gauge\nshared_total 2\n").status(1);
+    push(
+        d.path(),
+        &["b"],
+        "# TYPE shared_total gauge\nshared_total 2\n",
+    )
+    .status(1);
     // The same family with the same HELP and TYPE merges across groups.
-    push(d.path(), &["b"], "# HELP shared_total Runs.\n# TYPE shared_total counter\nshared_total 2\n").status(0);
+    push(
+        d.path(),
+        &["b"],
+        "# HELP shared_total Runs.\n# TYPE shared_total counter\nshared_total 2\n",
+    )
+    .status(0);
     // {job="a"} and {job="a",instance=""} expose the same series: refused, no poisoning.
     push(d.path(), &["a", "instance="], "x 1\n").status(1);
     assert!(!d.path().join("a@instance=.prom").exists());
@@ -199,7 +387,10 @@ fn concurrent_adds_to_one_group_all_land() {
         .map(|p| {
             let mut script = String::new();
             for i in 0..50 {
-                let _ = writeln!(script, "printf 'f_{p}_{i} {i}\\n' | \"$0\" --dir \"$1\" push shared --add || exit 1");
+                let _ = writeln!(
+                    script,
+                    "printf 'f_{p}_{i} {i}\\n' | \"$0\" --dir \"$1\" push shared --add || exit 1"
+                );
             }
             std::process::Command::new("sh")
                 .arg("-c")
@@ -216,8 +407,11 @@ fn concurrent_adds_to_one_group_all_land() {
         assert!(child.wait().unwrap().success());
     }
     let families = parse(&fs::read(d.path().join("shared.prom")).unwrap()).unwrap();
-    let names: std::collections::HashSet<&str> =
-        families.iter().map(|f| f.name()).filter(|n| n.starts_with("f_")).collect();
+    let names: std::collections::HashSet<&str> = families
+        .iter()
+        .map(promdrop::exposition::Family::name)
+        .filter(|n| n.starts_with("f_"))
+        .collect();
     assert_eq!(names.len(), 1600);
 }
 
@@ -243,7 +437,11 @@ fn racing_conflicting_types_in_two_groups_exactly_one_wins() {
         };
         let a = spawn(&format!("a{round}"), body_a);
         let b = spawn(&format!("b{round}"), body_b);
-        let won = [a, b].into_iter().filter_map(|c| c.wait_with_output().ok()).filter(|o| o.status.success()).count();
+        let won = [a, b]
+            .into_iter()
+            .filter_map(|c| c.wait_with_output().ok())
+            .filter(|o| o.status.success())
+            .count();
         assert_eq!(won, 1, "round {round}");
     }
     Test::new().arg("check").arg(d.path()).run().status(0);
@@ -256,10 +454,14 @@ fn racing_conflicting_types_in_two_groups_exactly_one_wins() {
 
 /// A body of about `bytes` bytes whose every line carries `generation`.
 fn big_body(generation: u32, bytes: usize) -> String {
-    let mut body = format!("# HELP gen Generation.\n# TYPE gen gauge\ngen {generation}\n# TYPE bulk gauge\n");
+    let mut body =
+        format!("# HELP gen Generation.\n# TYPE gen gauge\ngen {generation}\n# TYPE bulk gauge\n");
     let mut i = 0;
     while body.len() < bytes {
-        let _ = writeln!(body, "bulk{{generation=\"{generation}\",series=\"{i:08}\",pad=\"xxxxxxxxxxxxxxxx\"}} {i}");
+        let _ = writeln!(
+            body,
+            "bulk{{generation=\"{generation}\",series=\"{i:08}\",pad=\"xxxxxxxxxxxxxxxx\"}} {i}"
+        );
         i += 1;
     }
     body
@@ -269,7 +471,10 @@ fn big_body(generation: u32, bytes: usize) -> String {
 fn sigkill_during_pushes_never_exposes_a_torn_file() {
     let d = dir();
     let bodies: Vec<String> = (0..4).map(|g| big_body(g, 1 << 20)).collect();
-    let expected: Vec<usize> = bodies.iter().map(|b| b.lines().filter(|l| !l.starts_with('#')).count()).collect();
+    let expected: Vec<usize> = bodies
+        .iter()
+        .map(|b| b.lines().filter(|l| !l.starts_with('#')).count())
+        .collect();
     let started = std::time::Instant::now();
     push(d.path(), &["big"], &bodies[0]).status(0);
     // Kill at uniform moments over 1.5 pushes, whatever the build profile:
@@ -287,16 +492,30 @@ fn sigkill_during_pushes_never_exposes_a_torn_file() {
                         continue;
                     }
                     assert_eq!(name, "big.prom", "a temp file is named like a group file");
-                    let Ok(bytes) = fs::read(entry.path()) else { continue };
+                    let Ok(bytes) = fs::read(entry.path()) else {
+                        continue;
+                    };
                     let families = parse(&bytes).unwrap_or_else(|e| panic!("torn file: {e}"));
-                    let gen_family = families.iter().find(|f| f.name() == "gen").expect("gen family");
+                    let gen_family = families
+                        .iter()
+                        .find(|f| f.name() == "gen")
+                        .expect("gen family");
                     let generation = gen_family.series().next().map(|s| match s.value {
-                        promdrop::exposition::Value::Single(v) => *v as usize,
+                        promdrop::exposition::Value::Single(v) => {
+                            v.to_string().parse().expect("a whole generation")
+                        }
                         promdrop::exposition::Value::Distribution(_) => usize::MAX,
                     });
                     let generation = generation.expect("gen sample");
-                    let bulk = families.iter().find(|f| f.name() == "bulk").map_or(0, |f| f.len());
-                    assert_eq!(bulk + 1, expected[generation], "partial content of generation {generation}");
+                    let bulk = families
+                        .iter()
+                        .find(|f| f.name() == "bulk")
+                        .map_or(0, promdrop::exposition::Family::len);
+                    assert_eq!(
+                        bulk + 1,
+                        expected[generation],
+                        "partial content of generation {generation}"
+                    );
                     generations.insert(generation);
                     reads += 1;
                 }
@@ -329,10 +548,16 @@ fn sigkill_during_pushes_never_exposes_a_torn_file() {
         reader.join().unwrap()
     });
     assert!(reads > 20, "the reader only checked {reads} files");
-    assert!(generations.len() > 1, "no push completed: the reader only saw {generations:?}");
+    assert!(
+        generations.len() > 1,
+        "no push completed: the reader only saw {generations:?}"
+    );
     for entry in fs::read_dir(d.path()).unwrap().flatten() {
         let name = entry.file_name().into_string().unwrap();
-        assert!(name == "big.prom" || !name.ends_with(".prom"), "stray {name}");
+        assert!(
+            name == "big.prom" || !name.ends_with(".prom"),
+            "stray {name}"
+        );
     }
     Test::new().arg("check").arg(d.path()).run().status(0);
 }
@@ -375,9 +600,19 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     let mut stdin = stdin_handle.stdin.take().unwrap();
     std::thread::spawn(move || stdin.write_all(body.as_bytes()));
     let output = stdin_handle.wait_with_output().unwrap();
-    assert!(!output.status.success(), "a push past RLIMIT_FSIZE succeeded");
-    let after: Vec<_> = snapshot(d.path()).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "prom")).collect();
-    let before_prom: Vec<_> = before.iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "prom")).cloned().collect();
+    assert!(
+        !output.status.success(),
+        "a push past RLIMIT_FSIZE succeeded"
+    );
+    let after: Vec<_> = snapshot(d.path())
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
+        .collect();
+    let before_prom: Vec<_> = before
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
+        .cloned()
+        .collect();
     assert_eq!(after, before_prom);
     // A directory the writer may not write.
     let unwritable = |test: Test| {
@@ -393,39 +628,83 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     let mut perms = fs::metadata(d.path()).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     fs::set_permissions(d.path(), perms).unwrap();
-    let outcome = unwritable(Test::new().arg("--dir").arg(d.path()).args(["push", "keep"]).stdin("keep_new 1\n")).run();
+    let outcome = unwritable(
+        Test::new()
+            .arg("--dir")
+            .arg(d.path())
+            .args(["push", "keep"])
+            .stdin("keep_new 1\n"),
+    )
+    .run();
     assert_eq!(outcome.code, Some(3), "{}", outcome.stderr);
-    let after: Vec<_> = snapshot(d.path()).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "prom")).collect();
+    let after: Vec<_> = snapshot(d.path())
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
+        .collect();
     assert_eq!(after, before_prom);
 }
 
 fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// Fills `dir` with groups of every metric type, some sharing families.
+fn fill_with_every_type(dir: &Path) {
+    let bodies = [
+        (
+            "counters",
+            vec![],
+            "# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind=\"a\"} 3\njobs_total{kind=\"b\"} 4\n",
+        ),
+        (
+            "gauges",
+            vec!["instance=db1"],
+            "# HELP disk_free_bytes Free.\n# TYPE disk_free_bytes gauge\ndisk_free_bytes{dev=\"sda\"} 1e+09\n",
+        ),
+        ("untyped", vec![], "plain_value{x=\"y\"} NaN\n"),
+        (
+            "hist",
+            vec!["shard=1"],
+            "# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"0.1\"} 1\nlat_seconds_bucket{le=\"+Inf\"} 3\nlat_seconds_sum 0.7\nlat_seconds_count 3\n",
+        ),
+        (
+            "summ",
+            vec![],
+            "# HELP size_bytes Sizes.\n# TYPE size_bytes summary\nsize_bytes{quantile=\"0.5\"} 10\nsize_bytes{quantile=\"0.99\"} 90\nsize_bytes_sum 300\nsize_bytes_count 12\n",
+        ),
+        (
+            "shared1",
+            vec![],
+            "# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind=\"c\"} 1\n",
+        ),
+    ];
+    for (job, labels, body) in &bodies {
+        let mut args = vec![*job];
+        args.extend(labels.iter().copied());
+        push(dir, &args, body).status(0);
+    }
+    for i in 0..40 {
+        push(dir, &[&format!("many{i}")], &format!("# HELP batch_items Items.\n# TYPE batch_items gauge\nbatch_items{{batch=\"{i}\"}} {i}\n")).status(0);
+    }
 }
 
 #[test]
 fn node_exporter_serves_every_group_cleanly_and_a_refused_push_changes_nothing() {
     let d = dir();
-    let bodies = [
-        ("counters", vec![], "# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind=\"a\"} 3\njobs_total{kind=\"b\"} 4\n"),
-        ("gauges", vec!["instance=db1"], "# HELP disk_free_bytes Free.\n# TYPE disk_free_bytes gauge\ndisk_free_bytes{dev=\"sda\"} 1e+09\n"),
-        ("untyped", vec![], "plain_value{x=\"y\"} NaN\n"),
-        ("hist", vec!["shard=1"], "# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"0.1\"} 1\nlat_seconds_bucket{le=\"+Inf\"} 3\nlat_seconds_sum 0.7\nlat_seconds_count 3\n"),
-        ("summ", vec![], "# HELP size_bytes Sizes.\n# TYPE size_bytes summary\nsize_bytes{quantile=\"0.5\"} 10\nsize_bytes{quantile=\"0.99\"} 90\nsize_bytes_sum 300\nsize_bytes_count 12\n"),
-        ("shared1", vec![], "# HELP jobs_total Jobs run.\n# TYPE jobs_total counter\njobs_total{kind=\"c\"} 1\n"),
-    ];
-    for (job, labels, body) in &bodies {
-        let mut args = vec![*job];
-        args.extend(labels.iter().copied());
-        push(d.path(), &args, body).status(0);
-    }
-    for i in 0..40 {
-        push(d.path(), &[&format!("many{i}")], &format!("# HELP batch_items Items.\n# TYPE batch_items gauge\nbatch_items{{batch=\"{i}\"}} {i}\n")).status(0);
-    }
-    let Some(exporter) = NodeExporter::start(d.path()) else { return };
+    fill_with_every_type(d.path());
+    let Some(exporter) = NodeExporter::start(d.path()) else {
+        return;
+    };
     let scrape = exporter.scrape();
-    assert_eq!(scrape.value("node_textfile_scrape_error"), Some("0"), "{}", scrape.log);
+    assert_eq!(
+        scrape.value("node_textfile_scrape_error"),
+        Some("0"),
+        "{}",
+        scrape.log
+    );
     assert!(!scrape.log.contains("level=error"), "{}", scrape.log);
     for expected in [
         "jobs_total{instance=\"\",job=\"counters\",kind=\"a\"} 3",
@@ -439,18 +718,51 @@ fn node_exporter_serves_every_group_cleanly_and_a_refused_push_changes_nothing()
         "batch_items{batch=\"39\",instance=\"\",job=\"many39\"} 39",
         "push_failure_time_seconds{instance=\"db1\",job=\"gauges\"} 0",
     ] {
-        assert!(scrape.text.lines().any(|l| l == expected), "missing {expected:?} in\n{}", scrape.text);
+        assert!(
+            scrape.text.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{}",
+            scrape.text
+        );
     }
-    let files = fs::read_dir(d.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().ends_with(".prom")).count();
-    let push_times = scrape.text.lines().filter(|l| l.starts_with("push_time_seconds{")).count();
+    let files = fs::read_dir(d.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".prom")
+        })
+        .count();
+    let push_times = scrape
+        .text
+        .lines()
+        .filter(|l| l.starts_with("push_time_seconds{"))
+        .count();
     assert_eq!(push_times, files);
     let served = |text: &str| -> Vec<String> {
         text.lines()
-            .filter(|l| !l.starts_with('#') && !["go_", "process_", "promhttp_", "node_scrape_collector_duration"].iter().any(|p| l.starts_with(p)))
+            .filter(|l| {
+                !l.starts_with('#')
+                    && ![
+                        "go_",
+                        "process_",
+                        "promhttp_",
+                        "node_scrape_collector_duration",
+                    ]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
             .map(str::to_owned)
             .collect()
     };
-    push(d.path(), &["hist", "shard=1"], "# TYPE jobs_total gauge\njobs_total 1\n").status(1);
+    push(
+        d.path(),
+        &["hist", "shard=1"],
+        "# TYPE jobs_total gauge\njobs_total 1\n",
+    )
+    .status(1);
     push(d.path(), &["newgroup"], "lat_seconds_count 1\n").status(1);
     let again = exporter.scrape();
     assert_eq!(served(&again.text), served(&scrape.text));
@@ -458,8 +770,13 @@ fn node_exporter_serves_every_group_cleanly_and_a_refused_push_changes_nothing()
 
 #[test]
 fn python_write_to_textfile_goes_through_push_unchanged() {
-    let Some(python) = peer("python3") else { return };
-    let has_client = std::process::Command::new(&python).args(["-c", "import prometheus_client"]).status().is_ok_and(|s| s.success());
+    let Some(python) = peer("python3") else {
+        return;
+    };
+    let has_client = std::process::Command::new(&python)
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !has_client {
         assert!(
             std::env::var("PROMDROP_REQUIRE_PEERS").as_deref() != Ok("1"),
@@ -481,15 +798,26 @@ Info('py_build', 'Build.', registry=r).info({'version': '1.2', 'path': 'C:\\x\n"
 Enum('py_state', 'State.', states=['ok', 'bad'], registry=r).state('bad')
 write_to_textfile(sys.argv[1], r)
 "#;
-    let ran = std::process::Command::new(&python).args(["-c", script]).arg(&file).status().unwrap();
+    let ran = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(&file)
+        .status()
+        .unwrap();
     assert!(ran.success());
     let original = parse(&fs::read(&file).unwrap()).expect("python's file parses");
-    Test::new().arg("--dir").arg(d.path()).args(["push", "pyjob", "--file"]).arg(&file).run().status(0);
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["push", "pyjob", "--file"])
+        .arg(&file)
+        .run()
+        .status(0);
     let mut stored = parse(&fs::read(d.path().join("pyjob.prom")).unwrap()).unwrap();
     stored.retain(|f| !f.name().starts_with("push_"));
     let key = promdrop::grouping_key::GroupingKey::new("pyjob", []).unwrap();
     let mut expected = original.clone();
     key.inject(&mut expected, "job");
     assert_eq!(stored, expected);
-    assert!(original.iter().any(|f| f.name() == "py_duration_seconds" && f.kind() == promdrop::exposition::MetricType::Histogram));
+    assert!(original.iter().any(|f| f.name() == "py_duration_seconds"
+        && f.kind() == promdrop::exposition::MetricType::Histogram));
 }

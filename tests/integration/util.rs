@@ -53,7 +53,11 @@ impl Test {
     #[track_caller]
     pub fn run(self) -> Outcome {
         let mut command = promdrop();
-        command.args(&self.args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (name, value) in &self.env {
             command.env(name, value);
         }
