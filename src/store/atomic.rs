@@ -35,13 +35,7 @@ pub(crate) fn write_atomic<T>(
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let io = |op: &'static str| {
-        move |source| StoreError::Io {
-            op,
-            path: dir.join(name),
-            source,
-        }
-    };
+    let io = |op: &'static str| move |source| StoreError::io(op, dir.join(name), source);
     let stem = name.strip_suffix(".prom").unwrap_or(name);
     let mut temp = tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{stem}."))
@@ -76,19 +70,13 @@ pub(crate) fn remove(dir: &Path, name: &str, fsync: bool) -> Result<bool, StoreE
     match fs::remove_file(&path) {
         Ok(()) => {
             if fsync {
-                sync_dir(dir).map_err(|source| StoreError::Io {
-                    op: "fsync the directory after removing",
-                    path,
-                    source,
+                sync_dir(dir).map_err(|source| {
+                    StoreError::io("fsync the directory after removing", path, source)
                 })?;
             }
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(StoreError::Io {
-            op: "remove",
-            path,
-            source,
-        }),
+        Err(source) => Err(StoreError::io("remove", path, source)),
     }
 }

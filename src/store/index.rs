@@ -75,11 +75,7 @@ impl Index {
     /// Brings the cache up to date with the directory: drops vanished files
     /// and fingerprints new or changed ones.
     pub(crate) fn refresh(&mut self, dir: &Path) -> Result<(), StoreError> {
-        let listing = fs::read_dir(dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: dir.into(),
-            source,
-        })?;
+        let listing = fs::read_dir(dir).map_err(|source| StoreError::io("list", dir, source))?;
         let mut present = BTreeMap::new();
         for entry in listing.flatten() {
             let Some(name) = entry

@@ -38,33 +38,19 @@ impl FileLock {
             .truncate(false)
             .mode(mode)
             .open(path)
-            .map_err(|source| StoreError::Io {
-                op: "open the lock file",
-                path: path.into(),
-                source,
-            })?;
+            .map_err(|source| StoreError::io("open the lock file", path, source))?;
         Self::lock(file, path, wait)
     }
 
     /// Takes the lock on a directory itself: a stable inode that no rename
     /// replaces, and no extra file.
     pub(crate) fn directory(dir: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let file = File::open(dir).map_err(|source| StoreError::Io {
-            op: "open",
-            path: dir.into(),
-            source,
-        })?;
+        let file = File::open(dir).map_err(|source| StoreError::io("open", dir, source))?;
         Self::lock(file, dir, wait)
     }
 
     fn lock(file: File, path: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let io = |op| {
-            move |source| StoreError::Io {
-                op,
-                path: PathBuf::from(path),
-                source,
-            }
-        };
+        let io = |op| move |source| StoreError::io(op, PathBuf::from(path), source);
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {

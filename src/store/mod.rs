@@ -115,6 +115,18 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// Writing was refused by permissions or a read-only filesystem.
+    #[error(
+        "cannot {op} {path:?}: not permitted\nhint: run as a user that may write the textfile directory (a member of its group, if it is group-writable), or check that it is not mounted read-only"
+    )]
+    Denied {
+        /// What was being done.
+        op: &'static str,
+        /// To which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Another writer holds the group's lock.
     #[error(
         "group {key} is locked by another writer; gave up after {waited:?}\nhint: raise --lock-timeout"
@@ -141,6 +153,19 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// An I/O error, told apart when it is a matter of permission.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        match source.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                Self::Denied { op, path, source }
+            }
+            _ => Self::Io { op, path, source },
+        }
+    }
 }
 
 /// A group as stored: its key, optional TTL, and families (including
@@ -310,11 +335,7 @@ impl Store {
                 return Err(StoreError::Missing(options.dir));
             }
             Err(source) => {
-                return Err(StoreError::Io {
-                    op: "read",
-                    path: options.dir,
-                    source,
-                });
+                return Err(StoreError::io("read", options.dir, source));
             }
         };
         let state = options.dir.join(STATE_DIR);
@@ -399,11 +420,7 @@ impl Store {
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io {
-                op: "read",
-                path,
-                source,
-            }),
+            Err(source) => Err(StoreError::io("read", path, source)),
         }
     }
 
@@ -413,11 +430,7 @@ impl Store {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(StoreError::Io {
-                    op: "read",
-                    path,
-                    source,
-                });
+                return Err(StoreError::io("read", path, source));
             }
         };
         match Group::read(&bytes) {
@@ -478,11 +491,8 @@ impl Store {
 
     /// The names node_exporter reads, sorted as it reads them.
     fn prom_files(&self) -> Result<Vec<String>, StoreError> {
-        let listing = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })?;
+        let listing = fs::read_dir(&self.dir)
+            .map_err(|source| StoreError::io("list", self.dir.clone(), source))?;
         let mut names: Vec<String> = listing
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())

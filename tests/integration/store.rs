@@ -637,6 +637,13 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     )
     .run();
     assert_eq!(outcome.code, Some(3), "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("not permitted\nhint: run as a user that may write"),
+        "{}",
+        outcome.stderr
+    );
     let after: Vec<_> = snapshot(d.path())
         .into_iter()
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
@@ -820,4 +827,30 @@ write_to_textfile(sys.argv[1], r)
     assert_eq!(stored, expected);
     assert!(original.iter().any(|f| f.name() == "py_duration_seconds"
         && f.kind() == promdrop::exposition::MetricType::Histogram));
+}
+
+#[test]
+fn state_directory_on_another_filesystem_is_refused() {
+    let d = dir();
+    let state = d.path().join(".promdrop");
+    fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "promdrop-test"])
+        .arg(&state)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: mounting a tmpfs needs privileges this run does not have");
+        return;
+    }
+    let outcome = push(d.path(), &["j"], "m 1\n");
+    let _ = std::process::Command::new("umount").arg(&state).status();
+    assert_eq!(outcome.code, Some(3), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("is on another filesystem than"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!d.path().join("j.prom").exists());
 }
