@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::exposition::MetricType;
@@ -136,9 +136,14 @@ impl Index {
     /// only under the directory lock, and a torn or missing cache is simply
     /// rebuilt. A failure here costs the next writer some parsing, nothing
     /// else.
-    pub(crate) fn save(&self, state: &Path) {
+    pub(crate) fn save(&self, state: &Path, mode: u32) {
         if self.dirty {
-            let _ = fs::write(state.join(INDEX_FILE), encode(&self.files));
+            let path = state.join(INDEX_FILE);
+            let created = !path.exists();
+            if fs::write(&path, encode(&self.files)).is_ok() && created {
+                // Shared with every writer, whatever this one's umask.
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
+            }
         }
     }
 }

@@ -5,8 +5,9 @@
 //! rename of every writer, so two pushes to different groups cannot together
 //! create a conflict that neither creates alone.
 
+use std::fs::Permissions;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -30,15 +31,27 @@ pub(crate) struct FileLock {
 impl FileLock {
     /// Takes the lock on `path`, creating the file with `mode`. `Ok(None)`
     /// means it is held elsewhere and `wait` ran out.
+    ///
+    /// `flock` needs only a read-only descriptor, so a lock file created by
+    /// one user can be taken by every user who may read it; a new one gets
+    /// `mode` by fchmod, which the umask does not narrow.
     pub(crate) fn acquire(path: &Path, mode: u32, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(mode)
-            .open(path)
-            .map_err(|source| StoreError::io("open the lock file", path, source))?;
+        let err = |source| StoreError::io("open the lock file", path, source);
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(err)?;
+                file.set_permissions(Permissions::from_mode(mode))
+                    .map_err(err)?;
+                file
+            }
+            Err(e) => return Err(err(e)),
+        };
         Self::lock(file, path, wait)
     }
 

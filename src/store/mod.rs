@@ -645,7 +645,7 @@ impl GroupLock<'_> {
         })?;
         let (_dir_lock, mut index) = critical;
         index.record(&store.dir, &name, Fingerprint::of(&group.families));
-        index.save(&store.state);
+        index.save(&store.state, store.lock_mode());
         Ok(())
     }
 

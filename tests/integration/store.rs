@@ -854,3 +854,60 @@ fn state_directory_on_another_filesystem_is_refused() {
     );
     assert!(!d.path().join("j.prom").exists());
 }
+
+#[test]
+fn cron_jobs_of_several_users_share_a_setgid_directory() {
+    if !nix_is_root() {
+        eprintln!("skipping: changing users needs root");
+        return;
+    }
+    let d = dir();
+    let nogroup = 65_534;
+    std::os::unix::fs::chown(d.path(), Some(0), Some(nogroup)).unwrap();
+    let mut perms = fs::metadata(d.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o2775);
+    fs::set_permissions(d.path(), perms).unwrap();
+    // Root pushes first with a strict umask, creating the state, the lock
+    // and the index; then another user of the group pushes to the same
+    // group and to a new one.
+    let as_user = |uid: u32, job: &str, body: &str| {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("umask 077 && exec \"$0\" --dir \"$1\" push \"$2\"")
+            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(d.path())
+            .arg(job)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::uid(&mut command, uid);
+        std::os::unix::process::CommandExt::gid(&mut command, nogroup);
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "uid {uid}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    as_user(0, "shared", "m 1\n");
+    as_user(65_534, "shared", "m 2\n");
+    as_user(65_534, "other", "n 1\n");
+    as_user(0, "shared", "m 3\n");
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions()) & 0o7777
+    };
+    assert_eq!(
+        mode(&d.path().join("shared.prom")),
+        0o644,
+        "node_exporter must read it"
+    );
+    assert_eq!(mode(&d.path().join(".promdrop/locks/shared.lock")), 0o664);
+    assert_eq!(mode(&d.path().join(".promdrop/index")), 0o664);
+}
