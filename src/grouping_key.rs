@@ -152,19 +152,11 @@ impl GroupingKey {
     /// where there is no instance label. The job is written under
     /// `job_label` (normally `job`).
     pub fn inject(&self, families: &mut [Family], job_label: &str) {
+        let mut set: Vec<(&str, &str)> = vec![(job_label, self.job.as_str())];
+        set.extend(self.labels());
+        set.sort_by(|a, b| a.0.cmp(b.0));
         for family in families {
-            family.map_labels(|labels| {
-                let mut merged: BTreeMap<String, String> = labels
-                    .iter()
-                    .map(|(n, v)| (n.to_owned(), v.into_owned()))
-                    .collect();
-                merged.insert(job_label.to_owned(), self.job.clone());
-                for (name, value) in &self.labels {
-                    merged.insert(name.clone(), value.clone());
-                }
-                merged.entry("instance".to_owned()).or_default();
-                merged.into_iter().collect()
-            });
+            family.set_labels(&set, &[("instance", "")]);
         }
     }
 }

@@ -263,20 +263,85 @@ impl Family {
         &mut self.series[index].value
     }
 
-    /// Rewrites every series' labels with `f`, which receives the current
-    /// labels and returns the new set.
-    pub fn map_labels(&mut self, mut f: impl FnMut(Labels<'_>) -> Vec<(String, String)>) {
-        let old_arena = std::mem::take(&mut self.arena);
-        let old_series = std::mem::take(&mut self.series);
-        for s in old_series {
-            let start = s.start as usize;
-            let labels = Labels(&old_arena[start..start + s.len as usize]);
-            let line = s.line;
-            self.push(&f(labels), s.value);
-            if let Some(last) = self.series.last_mut() {
-                last.line = line;
+    /// Sets labels on every series: each of `set` replaces a label of the
+    /// same name or is added; each of `defaults` is added where the series
+    /// has no label of that name. Both must be sorted by name. Works on the
+    /// canonical text directly, one merge per series.
+    pub fn set_labels(&mut self, set: &[(&str, &str)], defaults: &[(&str, &str)]) {
+        let mut extra: Vec<(&str, String, bool)> = Vec::with_capacity(set.len() + defaults.len());
+        for (name, value, overrides) in set
+            .iter()
+            .map(|(n, v)| (n, v, true))
+            .chain(defaults.iter().map(|(n, v)| (n, v, false)))
+        {
+            if extra.iter().any(|(n, _, _)| n == name) {
+                continue;
             }
+            let mut escaped = String::with_capacity(value.len());
+            escape_label_value(&mut escaped, value);
+            extra.push((name, escaped, overrides));
         }
+        extra.sort_by(|a, b| a.0.cmp(b.0));
+        let old = std::mem::take(&mut self.arena);
+        self.arena.reserve(
+            old.len()
+                + self.series.len()
+                    * extra
+                        .iter()
+                        .map(|(n, v, _)| n.len() + v.len() + 4)
+                        .sum::<usize>(),
+        );
+        for s in &mut self.series {
+            let start = self.arena.len();
+            let text = &old[s.start as usize..(s.start + s.len) as usize];
+            let mut existing = raw_pairs(text).peekable();
+            let mut added = extra.iter().peekable();
+            let mut first = true;
+            let mut emit = |arena: &mut String, name: &str, raw: &str| {
+                if !first {
+                    arena.push(',');
+                }
+                first = false;
+                arena.push_str(name);
+                arena.push_str("=\"");
+                arena.push_str(raw);
+                arena.push('"');
+            };
+            loop {
+                match (existing.peek(), added.peek()) {
+                    (None, None) => break,
+                    (Some(&(name, raw)), None) => {
+                        emit(&mut self.arena, name, raw);
+                        existing.next();
+                    }
+                    (None, Some((name, value, _))) => {
+                        emit(&mut self.arena, name, value);
+                        added.next();
+                    }
+                    (Some(&(name, raw)), Some((extra_name, value, overrides))) => {
+                        match name.cmp(extra_name) {
+                            std::cmp::Ordering::Less => {
+                                emit(&mut self.arena, name, raw);
+                                existing.next();
+                            }
+                            std::cmp::Ordering::Greater => {
+                                emit(&mut self.arena, extra_name, value);
+                                added.next();
+                            }
+                            std::cmp::Ordering::Equal => {
+                                let raw = if *overrides { value.as_str() } else { raw };
+                                emit(&mut self.arena, name, raw);
+                                existing.next();
+                                added.next();
+                            }
+                        }
+                    }
+                }
+            }
+            s.start = start as u32;
+            s.len = (self.arena.len() - start) as u32;
+        }
+        self.canonicalize();
     }
 
     /// Sorts series by their label text, and quantiles and buckets by bound:
@@ -339,24 +404,13 @@ impl<'a> Labels<'a> {
     }
 
     /// The `(name, value)` pairs in name order, values unescaped.
-    pub fn iter(self) -> LabelIter<'a> {
-        LabelIter { rest: self.0 }
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
+        raw_pairs(self.0).map(|(name, raw)| (name, unescape_label_value(raw)))
     }
 
     /// The label names in order, without decoding any value.
     pub fn names(self) -> impl Iterator<Item = &'a str> {
-        let mut rest = self.0;
-        std::iter::from_fn(move || {
-            let (name, after) = rest.split_at_checked(rest.find('=')?)?;
-            let bytes = after.as_bytes();
-            // Skip `="`, then the value up to its unescaped closing quote.
-            let mut end = 2;
-            while end < bytes.len() && bytes[end] != b'"' {
-                end += if bytes[end] == b'\\' { 2 } else { 1 };
-            }
-            rest = after.get(end + 2..).unwrap_or("");
-            Some(name)
-        })
+        raw_pairs(self.0).map(|(name, _)| name)
     }
 
     /// The value of label `name`, if present.
@@ -365,20 +419,14 @@ impl<'a> Labels<'a> {
     }
 }
 
-/// Iterator over a [`Labels`] set.
-#[derive(Debug, Clone)]
-pub struct LabelIter<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Iterator for LabelIter<'a> {
-    type Item = (&'a str, Cow<'a, str>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let (name, after) = self.rest.split_once("=\"")?;
+/// The `(name, escaped value)` pairs of canonical label text.
+fn raw_pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        // Names never contain '=', so the first one ends the name; `="`
+        // follows it in canonical text.
+        let eq = rest.find('=')?;
+        let (name, after) = (&rest[..eq], rest.get(eq + 2..)?);
         let bytes = after.as_bytes();
         let mut end = 0;
         while end < bytes.len() && bytes[end] != b'"' {
@@ -386,10 +434,10 @@ impl<'a> Iterator for LabelIter<'a> {
         }
         let end = end.min(bytes.len());
         let raw = &after[..end];
-        self.rest = after.get(end + 1..).unwrap_or("");
-        self.rest = self.rest.strip_prefix(',').unwrap_or(self.rest);
-        Some((name, unescape_label_value(raw)))
-    }
+        rest = after.get(end + 1..).unwrap_or("");
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        Some((name, raw))
+    })
 }
 
 /// Appends `value` escaped for a label value: `\`, `"` and newline.

@@ -612,13 +612,12 @@ fn model_helpers() {
     );
     assert_eq!(Value::Single(f64::NAN), Value::Single(f64::NAN));
     assert_ne!(Value::Single(0.0), Value::Single(-0.0));
-    f.map_labels(|l| {
-        l.iter()
-            .map(|(n, v)| (n.to_owned(), format!("{v}!")))
-            .collect()
-    });
+    f.set_labels(
+        &[("b", "new\"q"), ("z", "2")],
+        &[("a", "ignored"), ("c", "")],
+    );
     assert_eq!(
-        f.series().next().unwrap().labels.get("z").as_deref(),
-        Some("1!")
+        f.series().next().unwrap().labels.as_text(),
+        r#"a="q\"u\\o\nte",b="new\"q",c="",z="2""#
     );
 }

@@ -213,6 +213,44 @@ impl Group {
     }
 
     fn render(&self) -> Vec<u8> {
+        let header = Header {
+            key: self.key.clone(),
+            ttl: self.ttl,
+            failed: self
+                .single_value("push_failure_time_seconds")
+                .unwrap_or(0.0),
+        };
+        let mut out = header.render().into_bytes();
+        render(&self.families, &mut out).expect("rendering to memory cannot fail");
+        out
+    }
+
+    /// Reads a group file; `Ok(None)` when it has no promdrop header.
+    fn read(bytes: &[u8]) -> Result<Option<Self>, String> {
+        let Some(header) = Header::read(bytes)? else {
+            return Ok(None);
+        };
+        let families = parse(bytes).map_err(|e| format!("line {}: {e}", e.line))?;
+        Ok(Some(Self {
+            key: header.key,
+            ttl: header.ttl,
+            families,
+        }))
+    }
+}
+
+/// A group file's first line: what a replacing push needs of the old file,
+/// readable without parsing the rest.
+#[derive(Debug, Clone)]
+struct Header {
+    key: GroupingKey,
+    ttl: Option<Duration>,
+    /// `push_failure_time_seconds`, kept across pushes.
+    failed: f64,
+}
+
+impl Header {
+    fn render(&self) -> String {
         let labels: serde_json::Map<String, serde_json::Value> = self
             .key
             .labels()
@@ -222,12 +260,14 @@ impl Group {
         if let Some(ttl) = self.ttl {
             header["ttl_seconds"] = ttl.as_secs().into();
         }
-        let mut out = format!("{HEADER}{header}\n").into_bytes();
-        render(&self.families, &mut out).expect("rendering to memory cannot fail");
-        out
+        if self.failed != 0.0 {
+            header["push_failure_time_seconds"] = self.failed.into();
+        }
+        format!("{HEADER}{header}\n")
     }
 
-    /// Reads a group file; `Ok(None)` when it has no promdrop header.
+    /// Reads the header from the start of a file; `Ok(None)` when there is
+    /// none (the file is not a promdrop group).
     fn read(bytes: &[u8]) -> Result<Option<Self>, String> {
         let Some(rest) = bytes.strip_prefix(HEADER.as_bytes()) else {
             return Ok(None);
@@ -246,8 +286,8 @@ impl Group {
             .unwrap_or_default();
         let key = GroupingKey::new(job, labels).map_err(|e| format!("bad header: {e}"))?;
         let ttl = header["ttl_seconds"].as_u64().map(Duration::from_secs);
-        let families = parse(bytes).map_err(|e| format!("line {}: {e}", e.line))?;
-        Ok(Some(Self { key, ttl, families }))
+        let failed = header["push_failure_time_seconds"].as_f64().unwrap_or(0.0);
+        Ok(Some(Self { key, ttl, failed }))
     }
 }
 
@@ -509,9 +549,10 @@ impl Store {
         index: &mut Index,
         name: &str,
         families: &[Family],
+        print: &Fingerprint,
     ) -> Result<(), StoreError> {
         index.refresh(&self.dir)?;
-        let mut names = index.candidates(name, &Fingerprint::of(families));
+        let mut names = index.candidates(name, print);
         if names.is_empty() {
             return Ok(());
         }
@@ -572,6 +613,26 @@ impl GroupLock<'_> {
         self.store.read_group(&self.key.file_name())
     }
 
+    /// Only the first line of the group's file, however large the file.
+    fn read_header(&self) -> Result<Option<Header>, StoreError> {
+        use std::io::BufRead as _;
+        let path = self.store.dir.join(self.key.file_name());
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::io("read", path, source)),
+        };
+        let mut line = Vec::new();
+        std::io::BufReader::new(file)
+            .read_until(b'\n', &mut line)
+            .map_err(|source| StoreError::io("read", &path, source))?;
+        match Header::read(&line) {
+            Ok(Some(header)) => Ok(Some(header)),
+            Ok(None) => Err(StoreError::NotOurs(path)),
+            Err(reason) => Err(StoreError::Corrupt { path, reason }),
+        }
+    }
+
     /// Pushes families to the group, as the Pushgateway does: grouping labels
     /// are injected; [`PushMode::Replace`] replaces the group,
     /// [`PushMode::Add`] only same-named families; `push_time_seconds` is set
@@ -585,25 +646,22 @@ impl GroupLock<'_> {
         ttl: Option<Duration>,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        let old = self.read()?;
+        let header = self.read_header()?;
         let job_label = &self.store.options.job_label;
         families.retain(|f| !is_push_metric(f.name()));
         self.key.inject(&mut families, job_label);
         let mut ttl = ttl;
-        if let (PushMode::Add, Some(old)) = (mode, &old) {
+        if let (PushMode::Add, Some(header)) = (mode, &header) {
+            // Only an add needs the old families; a replace reads one line.
+            let old = self.read()?.map(|g| g.families).unwrap_or_default();
             let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
-            families.extend(
-                old.families
-                    .iter()
-                    .filter(|f| !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name()))
-                    .cloned(),
-            );
-            ttl = ttl.or(old.ttl);
+            families
+                .extend(old.into_iter().filter(|f| {
+                    !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())
+                }));
+            ttl = ttl.or(header.ttl);
         }
-        let failed = old
-            .as_ref()
-            .and_then(|g| g.single_value("push_failure_time_seconds"))
-            .unwrap_or(0.0);
+        let failed = header.map_or(0.0, |h| h.failed);
         families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
         families.push(self.push_metric(
             "push_failure_time_seconds",
@@ -632,6 +690,7 @@ impl GroupLock<'_> {
             return Err(StoreError::Invalid(problems));
         }
         let bytes = group.render();
+        let print = Fingerprint::of(&group.families);
         let critical = write_atomic(&store.dir, &name, &bytes, store.write_options(), || {
             let wait = store.options.wait;
             let lock =
@@ -640,18 +699,18 @@ impl GroupLock<'_> {
                     waited: waited(wait),
                 })?;
             let mut index = Index::load(&store.state);
-            store.check_against_directory(&mut index, &name, &group.families)?;
+            store.check_against_directory(&mut index, &name, &group.families, &print)?;
             Ok((lock, index))
         })?;
         let (_dir_lock, mut index) = critical;
-        index.record(&store.dir, &name, Fingerprint::of(&group.families));
+        index.record(&store.dir, &name, print);
         index.save(&store.state, store.lock_mode());
         Ok(())
     }
 
     /// Removes the group's file; `false` when there was none.
     pub fn delete(self) -> Result<bool, StoreError> {
-        match self.read() {
+        match self.read_header() {
             Err(StoreError::NotOurs(path)) => return Err(StoreError::NotOurs(path)),
             Ok(None) => return Ok(false),
             _ => {}
