@@ -5,7 +5,6 @@
 //! crash at any point leaves the old file or the new one, never a torn one.
 
 use std::fs::{self, File, Permissions};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -24,14 +23,14 @@ pub(crate) struct WriteOptions {
     pub fsync: bool,
 }
 
-/// Publishes `bytes` as `dir/name`. `before_rename` runs after the temp file
+/// Publishes what `write` writes as `dir/name`. `before_rename` runs after the temp file
 /// is complete and synced, just before it replaces the target; an error
 /// from it aborts the write and leaves the target untouched. What it returns
 /// (a lock guard, say) is held across the rename and handed back.
 pub(crate) fn write_atomic<T>(
     dir: &Path,
     name: &str,
-    bytes: &[u8],
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -42,7 +41,7 @@ pub(crate) fn write_atomic<T>(
         .rand_bytes(8)
         .tempfile_in(dir)
         .map_err(io("create a temp file for"))?;
-    temp.write_all(bytes).map_err(io("write"))?;
+    write(temp.as_file_mut()).map_err(io("write"))?;
     temp.as_file()
         .set_permissions(Permissions::from_mode(options.mode))
         .map_err(io("set the mode of"))?;

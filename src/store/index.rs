@@ -21,7 +21,7 @@ use crate::exposition::validate::{FamilyPrint, Fingerprint};
 use super::{StoreError, is_prom_name};
 
 const INDEX_FILE: &str = "index";
-const MAGIC: &[u8; 8] = b"PDINDEX1";
+const MAGIC: &[u8; 8] = b"PDINDEX2";
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {

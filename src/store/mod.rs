@@ -212,7 +212,8 @@ impl Group {
         }
     }
 
-    fn render(&self) -> Vec<u8> {
+    /// Writes the group file: header, then the families.
+    fn write(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let header = Header {
             key: self.key.clone(),
             ttl: self.ttl,
@@ -220,9 +221,8 @@ impl Group {
                 .single_value("push_failure_time_seconds")
                 .unwrap_or(0.0),
         };
-        let mut out = header.render().into_bytes();
-        render(&self.families, &mut out).expect("rendering to memory cannot fail");
-        out
+        out.write_all(header.render().as_bytes())?;
+        render(&self.families, out)
     }
 
     /// Reads a group file; `Ok(None)` when it has no promdrop header.
@@ -689,9 +689,9 @@ impl GroupLock<'_> {
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
         }
-        let bytes = group.render();
         let print = Fingerprint::of(&group.families);
-        let critical = write_atomic(&store.dir, &name, &bytes, store.write_options(), || {
+        let write = |file: &mut fs::File| group.write(file);
+        let critical = write_atomic(&store.dir, &name, write, store.write_options(), || {
             let wait = store.options.wait;
             let lock =
                 FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
