@@ -9,6 +9,7 @@ use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 use crate::check::CheckOptions;
 use crate::grouping_key::GroupingKey;
 use crate::store::{PushMode, StoreOptions, Wait};
+use crate::wrap::{Overlap, RunOptions, Spec};
 
 /// Debian's textfile directory for node_exporter.
 pub const DEFAULT_DIR: &str = "/var/lib/prometheus/node-exporter";
@@ -28,6 +29,8 @@ pub enum Command {
     List(StoreOptions, ListFormat),
     /// `promdrop expire`
     Expire(StoreOptions, ExpireMode),
+    /// `promdrop run`
+    Run(RunOptions),
 }
 
 /// Options of `promdrop push`.
@@ -104,6 +107,13 @@ struct StoreArgs {
     no_fsync: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OverlapArg {
+    Wait,
+    Skip,
+    Fail,
+}
+
 #[derive(Debug, ClapArgs)]
 struct KeyArgs {
     /// The job: the group's name.
@@ -165,6 +175,39 @@ enum Sub {
         /// Only report what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Run a command and record how it ended, as a group of metrics.
+    ///
+    /// Records start and end time, duration, exit code, success, signal,
+    /// timeout, last success, and counters of runs, failures, skipped and
+    /// abandoned runs (metrics `promdrop_run_*`, see the README). Exits with
+    /// the command's status, or 128+N when signal N ended it. The command may
+    /// write its own metrics to the file named by PROMDROP_METRICS_FILE.
+    ///
+    /// Example: promdrop run backup --timeout 2h --ttl 26h -- /usr/local/bin/backup.sh
+    Run {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Stop the command after this long (SIGTERM, then SIGKILL).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// After the timeout's SIGTERM, send SIGKILL after this long.
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        kill_after: Duration,
+        /// When another run of the group is in progress: wait for it, skip
+        /// (exit 0) or fail (exit 4); skipped and failed runs are counted.
+        #[arg(long, value_enum, default_value_t = OverlapArg::Wait)]
+        overlap: OverlapArg,
+        /// Exit 3 when the outcome cannot be recorded, instead of warning and
+        /// passing the command's status through.
+        #[arg(long)]
+        strict: bool,
+        /// Remove the group this long after its last write.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Check that node_exporter would serve metric files cleanly.
     ///
@@ -246,6 +289,31 @@ fn from_args(args: Args) -> Result<Command, String> {
             },
         ),
         Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
+        Sub::Run {
+            key: k,
+            timeout,
+            kill_after,
+            overlap,
+            strict,
+            ttl,
+            command,
+        } => Command::Run(RunOptions {
+            store,
+            key: key(k)?,
+            spec: Spec {
+                command,
+                env: Vec::new(),
+                timeout,
+                kill_after,
+            },
+            overlap: match overlap {
+                OverlapArg::Wait => Overlap::Wait,
+                OverlapArg::Skip => Overlap::Skip,
+                OverlapArg::Fail => Overlap::Fail,
+            },
+            strict,
+            ttl,
+        }),
     })
 }
 

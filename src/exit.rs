@@ -13,8 +13,11 @@ pub enum Exit {
     Usage,
     /// 3: an I/O error: a missing, unreadable or unwritable file or directory.
     Io,
-    /// 4: the group's lock could not be taken in time.
+    /// 4: the group's lock could not be taken in time (or, for `run
+    /// --overlap fail`, another run was in progress).
     LockTimeout,
+    /// `run`: the command's own status (128 + N for signal N).
+    Code(u8),
 }
 
 impl Exit {
@@ -26,6 +29,7 @@ impl Exit {
             Self::Usage => 2,
             Self::Io => 3,
             Self::LockTimeout => 4,
+            Self::Code(code) => code,
         }
     }
 }

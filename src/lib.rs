@@ -8,6 +8,7 @@
 //! - [`grouping_key`] owns the group identity and its file name.
 //! - [`store`] is the only module that touches the textfile directory:
 //!   validated, locked, atomic group files.
+//! - [`wrap`] runs a cron job's command and records how it ended.
 //! - [`commands`] runs `push`, `delete`, `show`, `list` and `expire`.
 //! - [`check`] answers "would node_exporter serve these files cleanly?".
 //! - [`cli`] is the only module that knows clap; it yields a [`cli::Command`].
@@ -22,6 +23,7 @@ pub mod exit;
 pub mod exposition;
 pub mod grouping_key;
 pub mod store;
+pub mod wrap;
 
 use std::io;
 
@@ -41,6 +43,7 @@ pub fn run(command: Command) -> Result<Exit> {
         Command::Show(options, key) => commands::show(options, &key, stdout),
         Command::List(options, format) => commands::list(options, format, stdout),
         Command::Expire(options, mode) => commands::expire(options, mode, stdout),
+        Command::Run(options) => Ok(wrap::run(&options)?),
     }
 }
 
@@ -58,6 +61,18 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
         }
     }
     Exit::Io
+}
+
+/// An error and its causes on one line, as `{:#}` prints them with anyhow.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether an error is only a closed stdout (`promdrop list | head`), which

@@ -426,6 +426,30 @@ impl Store {
         }
     }
 
+    /// Takes the lock that keeps two runs of the group from interleaving
+    /// (`promdrop run`); `Ok(None)` when another run holds it and `wait` ran
+    /// out. Held for the whole run, apart from the group lock, which each
+    /// write takes briefly.
+    pub fn run_lock(&self, key: &GroupingKey, wait: Wait) -> Result<Option<RunLock>, StoreError> {
+        let path = self
+            .state
+            .join("locks")
+            .join(format!("{}.run", key.file_stem()));
+        Ok(FileLock::acquire(&path, self.lock_mode(), wait)?.map(|lock| RunLock { _lock: lock }))
+    }
+
+    /// An empty scratch file in the state directory, removed on drop: where a
+    /// wrapped command writes its own metrics.
+    pub fn scratch_file(&self, key: &GroupingKey) -> Result<tempfile::TempPath, StoreError> {
+        tempfile::Builder::new()
+            // Not TEMP_PREFIX: `expire` must not sweep it while a long job runs.
+            .prefix(&format!(".promdrop-run-{}.", key.file_stem()))
+            .suffix(".txt")
+            .tempfile_in(&self.state)
+            .map(tempfile::NamedTempFile::into_temp_path)
+            .map_err(|source| StoreError::io("create a scratch file in", &self.state, source))
+    }
+
     /// Lock and cache files: group-writable when the directory is, so that
     /// every user who may push can take the locks.
     fn lock_mode(&self) -> u32 {
@@ -570,25 +594,18 @@ impl Store {
                 families: f,
             })
             .collect();
-        sources.push(Source { name, families });
+        // Conflicts are symmetric, so which side node_exporter would drop
+        // does not matter for a refusal: check the new file last, and every
+        // message reads from its side ("here" is the push).
         sources.sort_by(|a, b| a.name.cmp(b.name));
-        let mine = sources
-            .iter()
-            .position(|s| s.name == name)
-            .expect("the new file is among the sources");
+        sources.push(Source { name, families });
+        let mine = sources.len() - 1;
+        // Lines of the pushed content are lines of its input, not of the
+        // file: name only the file for it.
         let problems: Vec<String> = validate(&sources)
             .into_iter()
-            .filter(|p| p.source == mine || p.other.is_some_and(|(other, _)| other == mine))
-            .map(|p| {
-                // Lines of the pushed content are lines of its input, not of
-                // the file: name only the file for it.
-                let place = if p.source == mine {
-                    name.to_owned()
-                } else {
-                    format!("{}:{}", sources[p.source].name, p.line)
-                };
-                format!("{place}: {}", p.violation)
-            })
+            .filter(|p| p.source == mine)
+            .map(|p| format!("{name}: {}", p.violation))
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -596,6 +613,12 @@ impl Store {
             Err(StoreError::Invalid(problems))
         }
     }
+}
+
+/// The hold of one run of a group; see [`Store::run_lock`].
+#[derive(Debug)]
+pub struct RunLock {
+    _lock: FileLock,
 }
 
 /// An exclusive hold on one group. Reading under it is consistent; writing

@@ -4,5 +4,6 @@
 mod check;
 mod corpus;
 mod node_exporter;
+mod run;
 mod store;
 mod util;

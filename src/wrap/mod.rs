@@ -1,0 +1,242 @@
+//! `promdrop run`: run a command and record how it ended as a group in the
+//! store, so that a job that fails, hangs, runs slowly, overlaps itself or
+//! never runs is visible and alertable.
+//!
+//! - A per-group run lock, held while the command runs, keeps two runs of one
+//!   group from interleaving; `--overlap` says what a second run does.
+//! - The group is written twice: `running` = 1 when the command starts, the
+//!   outcome when it ends. Each write reads the group back first, so counters
+//!   and the last success survive.
+//! - The command may write its own metrics to the file named by
+//!   `PROMDROP_METRICS_FILE`; they are validated and merged into the group
+//!   (same-named families replaced, the others of earlier runs kept).
+//! - Failing to record never changes the command's exit status unless
+//!   `--strict` is given.
+
+mod child;
+pub mod metrics;
+
+use std::ffi::OsString;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exit::Exit;
+use crate::exposition::Family;
+use crate::exposition::parse::parse;
+use crate::exposition::validate::{Source, validate};
+use crate::grouping_key::GroupingKey;
+use crate::store::{PushMode, Store, StoreError, StoreOptions, Wait};
+
+pub use self::child::Spec;
+use self::metrics::{Ending, Outcome, RunState, is_run_metric};
+
+/// The environment variable naming the file the command may write metrics to.
+pub const METRICS_FILE_ENV: &str = "PROMDROP_METRICS_FILE";
+
+/// What a run does when another run of its group is in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Wait for it to end, then run.
+    Wait,
+    /// Count the run as skipped and exit 0.
+    Skip,
+    /// Count the run as skipped and exit 4.
+    Fail,
+}
+
+/// Options of `promdrop run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The store to record in.
+    pub store: StoreOptions,
+    /// The group.
+    pub key: GroupingKey,
+    /// The command and its limits.
+    pub spec: Spec,
+    /// What to do about a run in progress.
+    pub overlap: Overlap,
+    /// Fail (exit 3) when the outcome cannot be recorded.
+    pub strict: bool,
+    /// Time to live of the group after each write.
+    pub ttl: Option<Duration>,
+}
+
+/// Runs the command and records it; returns how promdrop should exit.
+pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
+    let recorder = match Store::open(options.store.clone()) {
+        Ok(store) => Some(Recorder {
+            store,
+            key: options.key.clone(),
+            ttl: options.ttl,
+        }),
+        Err(err) => {
+            not_recorded(options.strict, Some(err))?;
+            None
+        }
+    };
+    let wait = match options.overlap {
+        Overlap::Wait => Wait::Up(Duration::MAX),
+        Overlap::Skip | Overlap::Fail => Wait::No,
+    };
+    let mut _run_lock = None;
+    if let Some(recorder) = &recorder {
+        match recorder.store.run_lock(&options.key, wait) {
+            Ok(Some(lock)) => _run_lock = Some(lock),
+            Ok(None) => {
+                let recorded = recorder.record(RunState::skipped, Vec::new());
+                not_recorded(options.strict, recorded.err())?;
+                let (verb, exit) = match options.overlap {
+                    Overlap::Fail => ("not started", Exit::LockTimeout),
+                    _ => ("skipped", Exit::Success),
+                };
+                eprintln!(
+                    "promdrop: another run of {} is in progress; this one is {verb}",
+                    options.key
+                );
+                return Ok(exit);
+            }
+            Err(err) => not_recorded(options.strict, Some(err))?,
+        }
+    }
+    let started = seconds(SystemTime::now());
+    if let Some(recorder) = &recorder {
+        not_recorded(
+            options.strict,
+            recorder
+                .record(|state| state.started(started), Vec::new())
+                .err(),
+        )?;
+    }
+    let scratch = recorder
+        .as_ref()
+        .and_then(|r| r.store.scratch_file(&options.key).ok());
+    let mut spec = options.spec.clone();
+    if let Some(path) = &scratch {
+        spec.env
+            .push((METRICS_FILE_ENV.into(), OsString::from(path.as_os_str())));
+    }
+    let finished = child::execute(&spec);
+    if let Some(why) = &finished.spawn_error {
+        eprintln!("promdrop: {why}");
+    }
+    let outcome = Outcome {
+        start: seconds(finished.started),
+        end: seconds(finished.ended),
+        ending: finished.ending,
+        timed_out: finished.timed_out,
+    };
+    if finished.timed_out {
+        eprintln!("promdrop: {} timed out and was stopped", options.key);
+    }
+    if let Some(recorder) = &recorder {
+        let own = scratch
+            .as_ref()
+            .map_or_else(|| Ok(Vec::new()), |path| child_metrics(path));
+        let recorded = match own {
+            Ok(families) => recorder
+                .record(|s| s.finished(&outcome, false), families)
+                .or_else(|err| {
+                    let StoreError::Invalid(problems) = err else {
+                        return Err(err);
+                    };
+                    report_invalid(&problems);
+                    recorder.record(|s| s.finished(&outcome, true), Vec::new())
+                }),
+            Err(problems) => {
+                report_invalid(&problems);
+                recorder.record(|s| s.finished(&outcome, true), Vec::new())
+            }
+        };
+        not_recorded(options.strict, recorded.err())?;
+    }
+    Ok(outcome.ending.into())
+}
+
+/// The store and group a run records into.
+struct Recorder {
+    store: Store,
+    key: GroupingKey,
+    ttl: Option<Duration>,
+}
+
+impl Recorder {
+    /// Under the group lock: reads the state back, applies `change`, and
+    /// rewrites the group, merging `own` (the command's metrics) over those
+    /// already there: same-named families are replaced, others kept.
+    fn record(
+        &self,
+        change: impl FnOnce(RunState) -> RunState,
+        own: Vec<Family>,
+    ) -> Result<(), StoreError> {
+        let lock = self.store.lock(&self.key)?;
+        let old = lock.read()?.map(|g| g.families).unwrap_or_default();
+        let mut families = change(RunState::read(&old)).families();
+        let replaced =
+            |f: &Family| is_run_metric(f.name()) || own.iter().any(|o| o.name() == f.name());
+        let kept: Vec<Family> = old.into_iter().filter(|f| !replaced(f)).collect();
+        families.extend(kept);
+        families.extend(own);
+        lock.push(families, PushMode::Replace, self.ttl, SystemTime::now())
+    }
+}
+
+/// Reads the metrics the command wrote; the problems if they are refused.
+fn child_metrics(path: &std::path::Path) -> Result<Vec<Family>, Vec<String>> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let name = format!("${METRICS_FILE_ENV}");
+    let families =
+        parse(&bytes).map_err(|e| vec![format!("{name}:{}:{}: {e}", e.line, e.column)])?;
+    let mut problems: Vec<String> = families
+        .iter()
+        .filter(|f| is_run_metric(f.name()) || f.name().starts_with("push_"))
+        .map(|f| format!("{name}: {:?} is written by promdrop itself", f.name()))
+        .collect();
+    let sources = [Source {
+        name: &name,
+        families: &families,
+    }];
+    problems.extend(
+        validate(&sources)
+            .into_iter()
+            .map(|p| format!("{name}:{}: {}", p.line, p.violation)),
+    );
+    if problems.is_empty() {
+        Ok(families)
+    } else {
+        Err(problems)
+    }
+}
+
+fn report_invalid(problems: &[String]) {
+    for problem in problems {
+        eprintln!("promdrop: {problem}");
+    }
+    eprintln!(
+        "promdrop: the command's own metrics were refused; its outcome is recorded without them"
+    );
+}
+
+/// A recording failure: fatal with `--strict`, a warning otherwise.
+fn not_recorded(strict: bool, err: Option<StoreError>) -> Result<(), StoreError> {
+    match err {
+        None => Ok(()),
+        Some(err) if strict => Err(err),
+        Some(err) => {
+            eprintln!(
+                "promdrop: warning: the run is not recorded: {}",
+                crate::error_chain(&err)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl From<Ending> for Exit {
+    fn from(ending: Ending) -> Self {
+        Exit::Code(u8::try_from(ending.exit_code().clamp(0, 255)).unwrap_or(u8::MAX))
+    }
+}
