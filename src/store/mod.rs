@@ -396,13 +396,6 @@ impl Store {
         &self.dir
     }
 
-    fn write_options(&self) -> WriteOptions {
-        WriteOptions {
-            mode: self.options.mode,
-            fsync: self.options.fsync,
-        }
-    }
-
     /// Takes the group's lock.
     pub fn lock(&self, key: &GroupingKey) -> Result<GroupLock<'_>, StoreError> {
         self.lock_with(key, self.options.wait)
@@ -417,6 +410,7 @@ impl Store {
             Some(lock) => Ok(GroupLock {
                 store: self,
                 key: key.clone(),
+                durable: self.options.fsync,
                 _lock: lock,
             }),
             None => Err(StoreError::LockTimeout {
@@ -627,10 +621,21 @@ pub struct RunLock {
 pub struct GroupLock<'s> {
     store: &'s Store,
     key: GroupingKey,
+    /// Whether this write is fsynced (the store's setting, unless waived).
+    durable: bool,
     _lock: FileLock,
 }
 
 impl GroupLock<'_> {
+    /// Makes the next write atomic but not fsynced: after a machine crash the
+    /// group may show the write before it, never a torn file. For state that
+    /// is cheap to lose, such as `run`'s start marker.
+    #[must_use]
+    pub fn without_fsync(mut self) -> Self {
+        self.durable = false;
+        self
+    }
+
     /// The group as it is now.
     pub fn read(&self) -> Result<Option<Group>, StoreError> {
         self.store.read_group(&self.key.file_name())
@@ -714,7 +719,11 @@ impl GroupLock<'_> {
         }
         let print = Fingerprint::of(&group.families);
         let write = |file: &mut fs::File| group.write(file);
-        let critical = write_atomic(&store.dir, &name, write, store.write_options(), || {
+        let options = WriteOptions {
+            mode: store.options.mode,
+            fsync: self.durable,
+        };
+        let critical = write_atomic(&store.dir, &name, write, options, || {
             let wait = store.options.wait;
             let lock =
                 FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {

@@ -107,11 +107,15 @@ pub fn execute(spec: &Spec) -> Finished {
             let id = i32::try_from(child.id()).unwrap_or(0);
             let target = if group { -id } else { id };
             pid.store(target, Ordering::SeqCst);
-            let (sender, receiver) = mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = sender.send(child.wait());
-            });
-            let (status, timed_out) = wait(&receiver, target, spec);
+            let (status, timed_out) = if spec.timeout.is_some() {
+                let (sender, receiver) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = sender.send(child.wait());
+                });
+                wait(&receiver, target, spec)
+            } else {
+                (child.wait().ok(), false)
+            };
             pid.store(0, Ordering::SeqCst);
             let ending = match status {
                 Some(status) => classify(status),
