@@ -207,6 +207,15 @@ impl Family {
         self.series.is_empty()
     }
 
+    /// The value of the first series, when it is a single sample: the
+    /// reading of families that hold one series, like `push_time_seconds`.
+    pub fn first_value(&self) -> Option<f64> {
+        match self.series.first()?.value {
+            Value::Single(v) => Some(v),
+            Value::Distribution(_) => None,
+        }
+    }
+
     /// The series, in order.
     pub fn series(&self) -> impl ExactSizeIterator<Item = SeriesRef<'_>> {
         self.series.iter().map(|s| self.series_ref(s))

@@ -188,11 +188,10 @@ impl Group {
 
     /// The value of a family that holds a single series, like the push times.
     pub fn single_value(&self, name: &str) -> Option<f64> {
-        let family = self.families.iter().find(|f| f.name() == name)?;
-        match family.series().next()?.value {
-            Value::Single(v) => Some(*v),
-            Value::Distribution(_) => None,
-        }
+        self.families
+            .iter()
+            .find(|f| f.name() == name)?
+            .first_value()
     }
 
     /// Number of series, not counting the push times.

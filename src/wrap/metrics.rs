@@ -169,11 +169,7 @@ pub fn is_run_metric(name: &str) -> bool {
 }
 
 fn value(families: &[Family], name: &str) -> Option<f64> {
-    let family = families.iter().find(|f| f.name() == name)?;
-    match family.series().next()?.value {
-        Value::Single(v) => Some(*v),
-        Value::Distribution(_) => None,
-    }
+    families.iter().find(|f| f.name() == name)?.first_value()
 }
 
 impl RunState {
