@@ -433,13 +433,13 @@ impl Store {
 
     /// An empty scratch file in the state directory, removed on drop: where a
     /// wrapped command writes its own metrics.
-    pub fn scratch_file(&self, key: &GroupingKey) -> Result<tempfile::TempPath, StoreError> {
+    pub fn scratch_file(&self, key: &GroupingKey) -> Result<ScratchFile, StoreError> {
         tempfile::Builder::new()
             // Not TEMP_PREFIX: `expire` must not sweep it while a long job runs.
             .prefix(&format!(".promdrop-run-{}.", key.file_stem()))
             .suffix(".txt")
             .tempfile_in(&self.state)
-            .map(tempfile::NamedTempFile::into_temp_path)
+            .map(|file| ScratchFile(file.into_temp_path()))
             .map_err(|source| StoreError::io("create a scratch file in", &self.state, source))
     }
 
@@ -605,6 +605,23 @@ impl Store {
         } else {
             Err(StoreError::Invalid(problems))
         }
+    }
+}
+
+/// A file in the state directory that another process may write; see
+/// [`Store::scratch_file`]. Removed when dropped.
+#[derive(Debug)]
+pub struct ScratchFile(tempfile::TempPath);
+
+impl ScratchFile {
+    /// Its path, to hand to the other process.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// What it holds now (nothing, when it was removed or never written).
+    pub fn read(&self) -> Vec<u8> {
+        fs::read(&self.0).unwrap_or_default()
     }
 }
 

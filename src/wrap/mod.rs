@@ -110,9 +110,9 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
         .as_ref()
         .and_then(|r| r.store.scratch_file(&options.key).ok());
     let mut spec = options.spec.clone();
-    if let Some(path) = &scratch {
-        spec.env
-            .push((METRICS_FILE_ENV.into(), OsString::from(path.as_os_str())));
+    if let Some(scratch) = &scratch {
+        let path = OsString::from(scratch.path().as_os_str());
+        spec.env.push((METRICS_FILE_ENV.into(), path));
     }
     let finished = child::execute(&spec);
     if let Some(why) = &finished.spawn_error {
@@ -130,7 +130,7 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
     if let Some(recorder) = &recorder {
         let own = scratch
             .as_ref()
-            .map_or_else(|| Ok(Vec::new()), |path| child_metrics(path));
+            .map_or_else(|| Ok(Vec::new()), |scratch| child_metrics(&scratch.read()));
         let recorded = match own {
             Ok(families) => recorder
                 .record(|s| s.finished(&outcome, false), families)
@@ -180,11 +180,10 @@ impl Recorder {
 }
 
 /// Reads the metrics the command wrote; the problems if they are refused.
-fn child_metrics(path: &std::path::Path) -> Result<Vec<Family>, Vec<String>> {
-    let bytes = std::fs::read(path).unwrap_or_default();
+fn child_metrics(bytes: &[u8]) -> Result<Vec<Family>, Vec<String>> {
     let name = format!("${METRICS_FILE_ENV}");
     let families =
-        parse(&bytes).map_err(|e| vec![format!("{name}:{}:{}: {e}", e.line, e.column)])?;
+        parse(bytes).map_err(|e| vec![format!("{name}:{}:{}: {e}", e.line, e.column)])?;
     let mut problems: Vec<String> = families
         .iter()
         .filter(|f| is_run_metric(f.name()) || f.name().starts_with("push_"))

@@ -47,7 +47,13 @@ impl NodeExporter {
     /// Starts node_exporter over `dir`; `None` when it is not installed (and
     /// not required).
     pub fn start(dir: &Path) -> Option<Self> {
+        // Tests run in parallel threads: choosing a free port and starting on
+        // it is serialized, so two exporters never race for the same port.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let binary = peer("prometheus-node-exporter")?;
+        let _starting = STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for _attempt in 0..5 {
             let log_dir = tempfile::tempdir().expect("temp dir");
             let port = TcpListener::bind("127.0.0.1:0")
@@ -90,7 +96,9 @@ impl NodeExporter {
                 return false;
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-                return true;
+                // Still ours? An exporter that lost the port exits at once.
+                std::thread::sleep(Duration::from_millis(20));
+                return matches!(self.child.try_wait(), Ok(None));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
