@@ -161,6 +161,131 @@ impl GroupingKey {
     }
 }
 
+/// Why a Pushgateway URL path names no valid group. The messages are the
+/// Pushgateway's own, so clients see the same 400 bodies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlKeyError {
+    /// The path is not `job/...` or `job@base64/...`: no such route.
+    #[error("not a grouping key path")]
+    NoRoute,
+    /// The job is empty (only reachable through `@base64`).
+    #[error("job name is required")]
+    EmptyJob,
+    /// A trailing value is missing.
+    #[error("odd number of components in label string {0:?}")]
+    OddComponents(String),
+    /// A label name outside the legacy charset, or starting with `__`.
+    #[error("improper label name {0:?}")]
+    LabelName(String),
+    /// The job's base64 does not decode.
+    #[error("invalid base64 encoding in job name {job:?}: {reason}")]
+    JobBase64 {
+        /// The encoded job, as sent.
+        job: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A label value's base64 does not decode.
+    #[error("invalid base64 encoding for label {name}={value:?}: {reason}")]
+    ValueBase64 {
+        /// The label name.
+        name: String,
+        /// The encoded value, as sent.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl GroupingKey {
+    /// The key of a Pushgateway push URL: `path` is what follows
+    /// `/metrics/`, already percent-decoded, e.g. `job/backup/instance/db1`
+    /// or `job@base64/YmFja3Vw/instance@base64/=`.
+    ///
+    /// As in the Pushgateway: a `job` pair among the labels is ignored (the
+    /// job segment wins), a label given twice keeps the last value, a trailing
+    /// `/` right after the job means no labels, and `@base64` values are
+    /// URL-safe base64 with optional padding (`=` alone is the empty value).
+    pub fn from_url_path(path: &str) -> Result<Self, UrlKeyError> {
+        let (route, rest) = path.split_once('/').ok_or(UrlKeyError::NoRoute)?;
+        let (job, labels) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let job = match route {
+            "job" => job.to_owned(),
+            "job@base64" => decode_base64(job).map_err(|reason| UrlKeyError::JobBase64 { job: job.into(), reason })?,
+            _ => return Err(UrlKeyError::NoRoute),
+        };
+        if job.is_empty() && route == "job" {
+            // An empty literal segment matches no route.
+            return Err(UrlKeyError::NoRoute);
+        }
+        let mut map = BTreeMap::new();
+        if labels.len() > 1 {
+            let components: Vec<&str> = labels.split('/').collect();
+            if components.len() % 2 == 0 {
+                return Err(UrlKeyError::OddComponents(labels.into()));
+            }
+            for pair in components[1..].chunks(2) {
+                let (name, value) = (pair[0], pair[1]);
+                let plain = name.strip_suffix("@base64").unwrap_or(name);
+                if !is_label_name(plain) || plain.starts_with("__") {
+                    return Err(UrlKeyError::LabelName(plain.into()));
+                }
+                let value = if plain == name {
+                    value.to_owned()
+                } else {
+                    decode_base64(value).map_err(|reason| UrlKeyError::ValueBase64 {
+                        name: plain.into(),
+                        value: value.into(),
+                        reason,
+                    })?
+                };
+                map.insert(plain.to_owned(), value);
+            }
+        }
+        if job.is_empty() {
+            return Err(UrlKeyError::EmptyJob);
+        }
+        map.remove("job");
+        Ok(Self { job, labels: map })
+    }
+}
+
+/// URL-safe base64 as the Pushgateway reads it: trailing `=` stripped, no
+/// padding needed, non-canonical trailing bits and CR/LF tolerated (Go's
+/// lenient decoder).
+fn decode_base64(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_end_matches('=');
+    let mut bits: u32 = 0;
+    let mut count = 0;
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut sextets = 0;
+    for (i, byte) in trimmed.bytes().enumerate() {
+        let sextet = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            b'\r' | b'\n' => continue,
+            _ => return Err(format!("illegal base64 data at input byte {i}")),
+        };
+        sextets += 1;
+        bits = (bits << 6) | u32::from(sextet);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push(u8::try_from((bits >> count) & 0xff).expect("masked to a byte"));
+        }
+    }
+    if sextets % 4 == 1 {
+        return Err(format!("illegal base64 data at input byte {}", trimmed.len()));
+    }
+    String::from_utf8(out).map_err(|_| "the decoded value is not valid UTF-8".to_owned())
+}
+
 impl fmt::Display for GroupingKey {
     /// `{job="backup",instance="db1"}`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,7 +315,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{GroupingKey, KeyError};
+    use super::{GroupingKey, KeyError, UrlKeyError};
     use crate::exposition::parse::parse;
     use crate::exposition::render::to_string;
 
@@ -303,6 +428,50 @@ mod tests {
             to_string(&renamed),
             "# TYPE m untyped\nm{cron_job=\"backup\",instance=\"\"} 1\n"
         );
+    }
+
+    fn url(path: &str) -> Result<String, String> {
+        GroupingKey::from_url_path(path).map(|k| k.to_string()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn url_paths_follow_the_pushgateway() {
+        assert_eq!(url("job/backup"), Ok(r#"{job="backup"}"#.into()));
+        assert_eq!(url("job/backup/"), Ok(r#"{job="backup"}"#.into()));
+        assert_eq!(url("job/backup/instance/db1/a/1"), Ok(r#"{job="backup",a="1",instance="db1"}"#.into()));
+        assert_eq!(url("job@base64/YmFja3Vw"), Ok(r#"{job="backup"}"#.into()));
+        for padded in ["YQ", "YQ=", "YQ==="] {
+            assert_eq!(url(&format!("job/j/a@base64/{padded}")), Ok(r#"{job="j",a="a"}"#.into()));
+        }
+        assert_eq!(url("job/j/instance@base64/="), Ok(r#"{job="j",instance=""}"#.into()));
+        assert_eq!(url("job/j/p@base64/zqDPgc6_zrzOt864zrXPjc-C"), Ok(r#"{job="j",p="Προμηθεύς"}"#.into()));
+        // The last of two values wins, across plain and base64 forms.
+        assert_eq!(url("job/j/a/first/a@base64/c2Vjb25k"), Ok(r#"{job="j",a="second"}"#.into()));
+        // A job pair among the labels is ignored.
+        assert_eq!(url("job/j/job/other"), Ok(r#"{job="j"}"#.into()));
+    }
+
+    #[test]
+    fn bad_url_paths_give_the_pushgateway_messages() {
+        assert_eq!(url("job@base64/="), Err("job name is required".into()));
+        assert_eq!(url("job/j/instance/i/"), Err(r#"odd number of components in label string "/instance/i/""#.into()));
+        assert_eq!(url("job/j/a"), Err(r#"odd number of components in label string "/a""#.into()));
+        for (name, shown) in [("a=b", "a=b"), ("1abc", "1abc"), ("a.b", "a.b"), ("__x", "__x"), ("__x@base64", "__x"), ("@base64", ""), ("a@base64@base64", "a@base64")] {
+            assert_eq!(url(&format!("job/j/{name}/v")), Err(format!("improper label name {shown:?}")), "{name}");
+        }
+        assert_eq!(
+            url("job@base64/!!"),
+            Err(r#"invalid base64 encoding in job name "!!": illegal base64 data at input byte 0"#.into())
+        );
+        assert_eq!(
+            url("job/j/a@base64/YQ=x"),
+            Err(r#"invalid base64 encoding for label a="YQ=x": illegal base64 data at input byte 2"#.into())
+        );
+        assert_eq!(url("job/j/a@base64/Y"), Err(r#"invalid base64 encoding for label a="Y": illegal base64 data at input byte 1"#.into()));
+        assert_eq!(url("job/j/a@base64/a+b"), Err(r#"invalid base64 encoding for label a="a+b": illegal base64 data at input byte 1"#.into()));
+        for no_route in ["jobs/j", "job", "job/", "other/x/y"] {
+            assert_eq!(GroupingKey::from_url_path(no_route), Err(UrlKeyError::NoRoute), "{no_route}");
+        }
     }
 
     fn any_key() -> impl Strategy<Value = GroupingKey> {
