@@ -214,7 +214,10 @@ impl GroupingKey {
         };
         let job = match route {
             "job" => job.to_owned(),
-            "job@base64" => decode_base64(job).map_err(|reason| UrlKeyError::JobBase64 { job: job.into(), reason })?,
+            "job@base64" => decode_base64(job).map_err(|reason| UrlKeyError::JobBase64 {
+                job: job.into(),
+                reason,
+            })?,
             _ => return Err(UrlKeyError::NoRoute),
         };
         if job.is_empty() && route == "job" {
@@ -224,7 +227,7 @@ impl GroupingKey {
         let mut map = BTreeMap::new();
         if labels.len() > 1 {
             let components: Vec<&str> = labels.split('/').collect();
-            if components.len() % 2 == 0 {
+            if components.len().is_multiple_of(2) {
                 return Err(UrlKeyError::OddComponents(labels.into()));
             }
             for pair in components[1..].chunks(2) {
@@ -281,7 +284,10 @@ fn decode_base64(text: &str) -> Result<String, String> {
         }
     }
     if sextets % 4 == 1 {
-        return Err(format!("illegal base64 data at input byte {}", trimmed.len()));
+        return Err(format!(
+            "illegal base64 data at input byte {}",
+            trimmed.len()
+        ));
     }
     String::from_utf8(out).map_err(|_| "the decoded value is not valid UTF-8".to_owned())
 }
@@ -431,22 +437,39 @@ mod tests {
     }
 
     fn url(path: &str) -> Result<String, String> {
-        GroupingKey::from_url_path(path).map(|k| k.to_string()).map_err(|e| e.to_string())
+        GroupingKey::from_url_path(path)
+            .map(|k| k.to_string())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn url_paths_follow_the_pushgateway() {
         assert_eq!(url("job/backup"), Ok(r#"{job="backup"}"#.into()));
         assert_eq!(url("job/backup/"), Ok(r#"{job="backup"}"#.into()));
-        assert_eq!(url("job/backup/instance/db1/a/1"), Ok(r#"{job="backup",a="1",instance="db1"}"#.into()));
+        assert_eq!(
+            url("job/backup/instance/db1/a/1"),
+            Ok(r#"{job="backup",a="1",instance="db1"}"#.into())
+        );
         assert_eq!(url("job@base64/YmFja3Vw"), Ok(r#"{job="backup"}"#.into()));
         for padded in ["YQ", "YQ=", "YQ==="] {
-            assert_eq!(url(&format!("job/j/a@base64/{padded}")), Ok(r#"{job="j",a="a"}"#.into()));
+            assert_eq!(
+                url(&format!("job/j/a@base64/{padded}")),
+                Ok(r#"{job="j",a="a"}"#.into())
+            );
         }
-        assert_eq!(url("job/j/instance@base64/="), Ok(r#"{job="j",instance=""}"#.into()));
-        assert_eq!(url("job/j/p@base64/zqDPgc6_zrzOt864zrXPjc-C"), Ok(r#"{job="j",p="Προμηθεύς"}"#.into()));
+        assert_eq!(
+            url("job/j/instance@base64/="),
+            Ok(r#"{job="j",instance=""}"#.into())
+        );
+        assert_eq!(
+            url("job/j/p@base64/zqDPgc6_zrzOt864zrXPjc-C"),
+            Ok(r#"{job="j",p="Προμηθεύς"}"#.into())
+        );
         // The last of two values wins, across plain and base64 forms.
-        assert_eq!(url("job/j/a/first/a@base64/c2Vjb25k"), Ok(r#"{job="j",a="second"}"#.into()));
+        assert_eq!(
+            url("job/j/a/first/a@base64/c2Vjb25k"),
+            Ok(r#"{job="j",a="second"}"#.into())
+        );
         // A job pair among the labels is ignored.
         assert_eq!(url("job/j/job/other"), Ok(r#"{job="j"}"#.into()));
     }
@@ -454,23 +477,60 @@ mod tests {
     #[test]
     fn bad_url_paths_give_the_pushgateway_messages() {
         assert_eq!(url("job@base64/="), Err("job name is required".into()));
-        assert_eq!(url("job/j/instance/i/"), Err(r#"odd number of components in label string "/instance/i/""#.into()));
-        assert_eq!(url("job/j/a"), Err(r#"odd number of components in label string "/a""#.into()));
-        for (name, shown) in [("a=b", "a=b"), ("1abc", "1abc"), ("a.b", "a.b"), ("__x", "__x"), ("__x@base64", "__x"), ("@base64", ""), ("a@base64@base64", "a@base64")] {
-            assert_eq!(url(&format!("job/j/{name}/v")), Err(format!("improper label name {shown:?}")), "{name}");
+        assert_eq!(
+            url("job/j/instance/i/"),
+            Err(r#"odd number of components in label string "/instance/i/""#.into())
+        );
+        assert_eq!(
+            url("job/j/a"),
+            Err(r#"odd number of components in label string "/a""#.into())
+        );
+        for (name, shown) in [
+            ("a=b", "a=b"),
+            ("1abc", "1abc"),
+            ("a.b", "a.b"),
+            ("__x", "__x"),
+            ("__x@base64", "__x"),
+            ("@base64", ""),
+            ("a@base64@base64", "a@base64"),
+        ] {
+            assert_eq!(
+                url(&format!("job/j/{name}/v")),
+                Err(format!("improper label name {shown:?}")),
+                "{name}"
+            );
         }
         assert_eq!(
             url("job@base64/!!"),
-            Err(r#"invalid base64 encoding in job name "!!": illegal base64 data at input byte 0"#.into())
+            Err(
+                r#"invalid base64 encoding in job name "!!": illegal base64 data at input byte 0"#
+                    .into()
+            )
         );
         assert_eq!(
             url("job/j/a@base64/YQ=x"),
             Err(r#"invalid base64 encoding for label a="YQ=x": illegal base64 data at input byte 2"#.into())
         );
-        assert_eq!(url("job/j/a@base64/Y"), Err(r#"invalid base64 encoding for label a="Y": illegal base64 data at input byte 1"#.into()));
-        assert_eq!(url("job/j/a@base64/a+b"), Err(r#"invalid base64 encoding for label a="a+b": illegal base64 data at input byte 1"#.into()));
+        assert_eq!(
+            url("job/j/a@base64/Y"),
+            Err(
+                r#"invalid base64 encoding for label a="Y": illegal base64 data at input byte 1"#
+                    .into()
+            )
+        );
+        assert_eq!(
+            url("job/j/a@base64/a+b"),
+            Err(
+                r#"invalid base64 encoding for label a="a+b": illegal base64 data at input byte 1"#
+                    .into()
+            )
+        );
         for no_route in ["jobs/j", "job", "job/", "other/x/y"] {
-            assert_eq!(GroupingKey::from_url_path(no_route), Err(UrlKeyError::NoRoute), "{no_route}");
+            assert_eq!(
+                GroupingKey::from_url_path(no_route),
+                Err(UrlKeyError::NoRoute),
+                "{no_route}"
+            );
         }
     }
 

@@ -5,6 +5,8 @@
 //!   node_exporter's exact acceptance, [`exposition::validate`] applies the
 //!   checks node_exporter and its registry apply across files, and
 //!   [`exposition::render`] writes canonical text. It is pure.
+//! - [`protobuf`] reads delimited protobuf `MetricFamily` bodies into the
+//!   same model.
 //! - [`grouping_key`] owns the group identity and its file name.
 //! - [`store`] is the only module that touches the textfile directory:
 //!   validated, locked, atomic group files.
@@ -22,6 +24,7 @@ pub mod commands;
 pub mod exit;
 pub mod exposition;
 pub mod grouping_key;
+pub mod protobuf;
 pub mod store;
 pub mod wrap;
 

@@ -4,6 +4,7 @@
 mod check;
 mod corpus;
 mod node_exporter;
+mod protobuf;
 mod run;
 mod store;
 mod util;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use promdrop::exposition::Family;
 use promdrop::exposition::parse::parse;
 
-use crate::util::{http_get, peer};
+use crate::util::{http_get, http_get_with, peer};
 
 pub struct NodeExporter {
     child: Child,
@@ -114,6 +114,18 @@ impl NodeExporter {
             text: String::from_utf8_lossy(&body).into_owned(),
             log,
         }
+    }
+}
+
+impl NodeExporter {
+    /// `/metrics` as delimited protobuf `MetricFamily` messages.
+    #[allow(dead_code)] // used by the protobuf feature
+    pub fn scrape_protobuf(&self) -> Vec<u8> {
+        let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+        let (status, body) = http_get_with(self.addr, "/metrics", &[("Accept", accept)])
+            .expect("node_exporter answers");
+        assert_eq!(status, 200);
+        body
     }
 }
 
