@@ -192,7 +192,12 @@ pub fn http_get_with(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let extra: String = headers
         .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .flat_map(|(n, v)| {
+            [
+                *n, ": ", *v, "
+",
+            ]
+        })
         .collect();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}\r\n")?;
     let mut response = Vec::new();
