@@ -8,6 +8,7 @@ use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 
 use crate::check::CheckOptions;
 use crate::grouping_key::GroupingKey;
+use crate::server::ServeOptions;
 use crate::store::{PushMode, StoreOptions, Wait};
 use crate::wrap::{Overlap, RunOptions, Spec};
 
@@ -31,6 +32,8 @@ pub enum Command {
     Expire(StoreOptions, ExpireMode),
     /// `promdrop run`
     Run(RunOptions),
+    /// `promdrop serve`
+    Serve(ServeOptions),
 }
 
 /// Options of `promdrop push`.
@@ -209,6 +212,30 @@ enum Sub {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Serve the group directory as a Pushgateway-compatible endpoint.
+    ///
+    /// PUT, POST and DELETE /metrics/job/JOB{/NAME/VALUE} push and delete
+    /// groups through the same validated, atomic store as `promdrop push`;
+    /// GET /metrics serves every group. Every push is on disk (fsynced)
+    /// before it is acknowledged.
+    ///
+    /// Example: promdrop serve --dir /var/lib/promdrop --listen 127.0.0.1:9091
+    Serve {
+        /// Address to listen on.
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:9091",
+            value_name = "ADDR"
+        )]
+        listen: std::net::SocketAddr,
+        /// Largest request body accepted, in bytes, after decompression.
+        #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+        max_body: usize,
+        /// Connections served at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+    },
     /// Check that node_exporter would serve metric files cleanly.
     ///
     /// Exits 0 when node_exporter 1.5.0's textfile collector would serve the
@@ -289,6 +316,16 @@ fn from_args(args: Args) -> Result<Command, String> {
             },
         ),
         Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
+        Sub::Serve {
+            listen,
+            max_body,
+            max_connections,
+        } => Command::Serve(ServeOptions {
+            store,
+            listen,
+            max_body,
+            max_connections,
+        }),
         Sub::Run {
             key: k,
             timeout,

@@ -11,6 +11,8 @@
 //! - [`store`] is the only module that touches the textfile directory:
 //!   validated, locked, atomic group files.
 //! - [`wrap`] runs a cron job's command and records how it ended.
+//! - [`server`] serves the store as a Pushgateway-compatible endpoint; the
+//!   only module that knows HTTP.
 //! - [`commands`] runs `push`, `delete`, `show`, `list` and `expire`.
 //! - [`check`] answers "would node_exporter serve these files cleanly?".
 //! - [`cli`] is the only module that knows clap; it yields a [`cli::Command`].
@@ -25,6 +27,7 @@ pub mod exit;
 pub mod exposition;
 pub mod grouping_key;
 pub mod protobuf;
+pub mod server;
 pub mod store;
 pub mod wrap;
 
@@ -47,6 +50,10 @@ pub fn run(command: Command) -> Result<Exit> {
         Command::List(options, format) => commands::list(options, format, stdout),
         Command::Expire(options, mode) => commands::expire(options, mode, stdout),
         Command::Run(options) => Ok(wrap::run(&options)?),
+        Command::Serve(options) => {
+            server::serve(&options)?;
+            Ok(Exit::Success)
+        }
     }
 }
 

@@ -353,6 +353,16 @@ impl Family {
         self.canonicalize();
     }
 
+    /// Appends the series of `other`, a family of the same name and type (a
+    /// scrape merges groups this way), and restores canonical order.
+    pub fn absorb(&mut self, other: &Family) {
+        for s in &other.series {
+            let text = &other.arena[s.start as usize..(s.start + s.len) as usize];
+            self.push_canonical(text, s.value.clone(), s.line);
+        }
+        self.canonicalize();
+    }
+
     /// Sorts series by their label text, and quantiles and buckets by bound:
     /// the order [`render`](mod@render) writes and [`parse`](mod@parse) returns.
     pub fn canonicalize(&mut self) {

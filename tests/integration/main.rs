@@ -6,5 +6,6 @@ mod corpus;
 mod node_exporter;
 mod protobuf;
 mod run;
+mod serve;
 mod store;
 mod util;

@@ -179,7 +179,7 @@ pub fn peer(program: &str) -> Option<PathBuf> {
 
 /// A plain HTTP/1.0 GET on loopback: `(status, body)`.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    http_get_with(addr, path, &[])
+    http(addr, "GET", path, &[], b"")
 }
 
 /// [`http_get`] with extra request headers.
@@ -188,18 +188,29 @@ pub fn http_get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    http(addr, "GET", path, headers, b"")
+}
+
+/// One HTTP/1.0 request on loopback: `(status, body)`.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let extra: String = headers
-        .iter()
-        .flat_map(|(n, v)| {
-            [
-                *n, ": ", *v, "
-",
-            ]
-        })
-        .collect();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{extra}\r\n")?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let split = response
