@@ -61,7 +61,7 @@ fn pythons_push_client_works_unchanged() {
     };
     let d = tempfile::tempdir().unwrap();
     let server = TestServer::start(d.path());
-    let script = r#"
+    let script = r"
 import sys
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, pushadd_to_gateway, delete_from_gateway
 gw = sys.argv[1]
@@ -73,7 +73,7 @@ Counter('py_runs', 'Runs.', registry=r2).inc(3)
 pushadd_to_gateway(gw, job='pyjob', registry=r2, grouping_key={'instance': 'i1', 'path': '/var/x'})
 push_to_gateway(gw, job='doomed', registry=r)
 delete_from_gateway(gw, job='doomed')
-"#;
+";
     let out = Command::new(&python)
         .args(["-c", script, &server.addr.to_string()])
         .output()
