@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 
 use crate::check::CheckOptions;
+use crate::duration::parse as parse_duration;
 use crate::grouping_key::GroupingKey;
 use crate::server::ServeOptions;
 use crate::store::{PushMode, StoreOptions, Wait};
@@ -108,6 +109,51 @@ struct StoreArgs {
     /// Skip fsync (for tmpfs and tests only: a crash may then lose a write).
     #[arg(long, global = true, env = "PROMDROP_NO_FSYNC")]
     no_fsync: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        default_value = "127.0.0.1:9091",
+        value_name = "ADDR"
+    )]
+    listen: std::net::SocketAddr,
+    /// Remove groups this long after their last push, unless the push
+    /// sets its own with the X-Promdrop-TTL header.
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
+    /// Path of the scrape.
+    #[arg(
+        long = "web.telemetry-path",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    telemetry_path: String,
+    /// Prefix of every route, e.g. /pushgateway.
+    #[arg(long = "web.route-prefix", default_value = "", value_name = "PREFIX")]
+    route_prefix: String,
+    /// Enable PUT /api/v1/admin/wipe, which deletes every group.
+    #[arg(long = "web.enable-admin-api")]
+    admin_api: bool,
+    /// Enable PUT or POST /-/quit, which stops the server.
+    #[arg(long = "web.enable-lifecycle")]
+    lifecycle: bool,
+    /// Accepted for the Pushgateway's unit files; unnecessary, as every
+    /// push is already on disk when acknowledged.
+    #[arg(long = "persistence.file", value_name = "FILE")]
+    persistence_file: Option<String>,
+    /// Accepted for the Pushgateway's unit files; see --persistence.file.
+    #[arg(long = "persistence.interval", value_name = "DURATION")]
+    persistence_interval: Option<String>,
+    /// Largest request body accepted, in bytes, after decompression.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    max_body: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -220,22 +266,7 @@ enum Sub {
     /// before it is acknowledged.
     ///
     /// Example: promdrop serve --dir /var/lib/promdrop --listen 127.0.0.1:9091
-    Serve {
-        /// Address to listen on.
-        #[arg(
-            long,
-            visible_alias = "web.listen-address",
-            default_value = "127.0.0.1:9091",
-            value_name = "ADDR"
-        )]
-        listen: std::net::SocketAddr,
-        /// Largest request body accepted, in bytes, after decompression.
-        #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
-        max_body: usize,
-        /// Connections served at once.
-        #[arg(long, default_value_t = 1024)]
-        max_connections: usize,
-    },
+    Serve(ServeArgs),
     /// Check that node_exporter would serve metric files cleanly.
     ///
     /// Exits 0 when node_exporter 1.5.0's textfile collector would serve the
@@ -316,16 +347,7 @@ fn from_args(args: Args) -> Result<Command, String> {
             },
         ),
         Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
-        Sub::Serve {
-            listen,
-            max_body,
-            max_connections,
-        } => Command::Serve(ServeOptions {
-            store,
-            listen,
-            max_body,
-            max_connections,
-        }),
+        Sub::Serve(serve) => Command::Serve(serve_options(store, serve)),
         Sub::Run {
             key: k,
             timeout,
@@ -354,38 +376,26 @@ fn from_args(args: Args) -> Result<Command, String> {
     })
 }
 
-/// Go-style durations: `90s`, `5m`, `26h`, `1h30m`, `2d`; a bare number is
-/// seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?}: expected e.g. 90s, 5m, 26h, 1h30m or 2d");
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+fn serve_options(store: StoreOptions, args: ServeArgs) -> ServeOptions {
+    if args.persistence_file.is_some() || args.persistence_interval.is_some() {
+        eprintln!(
+            "promdrop: note: --persistence.file and --persistence.interval are not needed: every push is on disk before it is acknowledged"
+        );
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(err)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| err())?;
-        let unit_end = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .map_or(rest.len(), |i| digits + i);
-        let unit = match &rest[digits..unit_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return Err(err()),
-        };
-        total += Duration::try_from_secs_f64(number * unit).map_err(|_| err())?;
-        rest = &rest[unit_end..];
-    }
-    if text.is_empty() {
-        Err(err())
-    } else {
-        Ok(total)
+    let sweep_every = args.ttl.map_or(Duration::from_secs(10), |t| {
+        (t / 2).clamp(Duration::from_millis(200), Duration::from_secs(10))
+    });
+    ServeOptions {
+        store,
+        listen: args.listen,
+        max_body: args.max_body,
+        max_connections: args.max_connections,
+        prefix: args.route_prefix,
+        telemetry_path: args.telemetry_path,
+        admin_api: args.admin_api,
+        lifecycle: args.lifecycle,
+        default_ttl: args.ttl,
+        sweep_every,
     }
 }
 
@@ -400,28 +410,13 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use clap::CommandFactory;
 
-    use super::{Args, parse_duration, parse_mode};
+    use super::{Args, parse_mode};
 
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "h", "5x", "1h-2m", "-5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 
 use crate::cli::{ExpireMode, ListFormat, PushOptions};
+use crate::duration::human;
 use crate::exit::Exit;
 use crate::exposition::parse::parse;
 use crate::grouping_key::GroupingKey;
@@ -170,46 +171,7 @@ fn json_row(info: &GroupInfo, now: SystemTime) -> serde_json::Value {
     })
 }
 
-/// `1d2h`, `5m3s`, `42s`: the two largest units.
-fn human(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    let units = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
-    let parts: Vec<String> = units
-        .iter()
-        .scan(secs, |left, &(unit, size)| {
-            let n = *left / size;
-            *left %= size;
-            Some((n, unit))
-        })
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if parts.is_empty() {
-        "0s".to_owned()
-    } else {
-        parts.concat()
-    }
-}
-
 /// Whether `err` ended in a closed standard output, which counts as success.
 pub(crate) fn is_broken_pipe(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::BrokenPipe
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::human;
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(0)), "0s");
-        assert_eq!(human(Duration::from_secs(42)), "42s");
-        assert_eq!(human(Duration::from_secs(303)), "5m3s");
-        assert_eq!(human(Duration::from_secs(93_600)), "1d2h");
-        assert_eq!(human(Duration::from_secs(3600)), "1h");
-    }
 }

@@ -23,6 +23,7 @@
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod duration;
 pub mod exit;
 pub mod exposition;
 pub mod grouping_key;

@@ -4,13 +4,20 @@
 //! make one call into the [`Store`]; they never touch files themselves.
 
 use std::io::Read as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::duration;
 use crate::exposition::Family;
 use crate::exposition::parse::parse;
 use crate::exposition::render::render;
 use crate::grouping_key::{GroupingKey, UrlKeyError};
 use crate::store::{PushMode, Store, StoreError};
+
+use super::api;
+use super::stats::{OWN_METRICS, Stats};
+
+/// The header a push may carry to set its group's TTL, e.g. `26h`.
+pub const TTL_HEADER: &str = "x-promdrop-ttl";
 
 /// A request, as the handlers see it.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +53,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    pub(super) fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Self {
             status,
             headers: Vec::new(),
@@ -54,7 +61,7 @@ impl Response {
         }
     }
 
-    fn text(status: u16, body: &str) -> Self {
+    pub(super) fn text(status: u16, body: &str) -> Self {
         let mut response = Self::new(status, format!("{body}\n"));
         response
             .headers
@@ -79,6 +86,9 @@ pub enum HttpError {
     /// A body that is not valid metrics.
     #[error("{0}")]
     BadBody(String),
+    /// An unreadable TTL header.
+    #[error("bad {TTL_HEADER} header: {0}")]
+    BadTtl(String),
     /// A body past the size limit, compressed or decompressed.
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
@@ -88,13 +98,28 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// The reason label of `promdrop_rejected_pushes_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::MethodNotAllowed(_) => "route",
+            Self::BadKey(_) => "grouping_key",
+            Self::BadBody(_) | Self::BadTtl(_) => "body",
+            Self::TooLarge(_) => "too_large",
+            Self::Store(StoreError::Invalid(_)) => "inconsistent",
+            Self::Store(_) => "store",
+        }
+    }
+
     /// The response for this error: the status, and the message as a plain
     /// text body.
     pub fn response(&self) -> Response {
         let status = match self {
             Self::NotFound | Self::BadKey(UrlKeyError::NoRoute) => 404,
             Self::MethodNotAllowed(_) => 405,
-            Self::BadKey(_) | Self::BadBody(_) | Self::Store(StoreError::Invalid(_)) => 400,
+            Self::BadKey(_)
+            | Self::BadBody(_)
+            | Self::BadTtl(_)
+            | Self::Store(StoreError::Invalid(_)) => 400,
             Self::TooLarge(_) => 413,
             Self::Store(StoreError::NotOurs(_)) => 409,
             Self::Store(StoreError::LockTimeout { .. }) => 503,
@@ -118,39 +143,108 @@ impl HttpError {
     }
 }
 
-/// What the handlers need.
-#[derive(Debug)]
+/// What the handlers need: the store, and the server's settings.
 pub struct App {
     /// The directory of group files.
     pub store: Store,
     /// The largest body accepted, after decompression.
     pub max_body: usize,
+    /// Prefix of every route (`--web.route-prefix`), "" or `/something`.
+    pub prefix: String,
+    /// Where the scrape is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// `PUT /api/v1/admin/wipe` is enabled.
+    pub admin_api: bool,
+    /// `PUT|POST /-/quit` is enabled.
+    pub lifecycle: bool,
+    /// TTL of a push that names none.
+    pub default_ttl: Option<Duration>,
+    /// When the server started.
+    pub started: SystemTime,
+    /// The settings, as `/api/v1/status` shows them.
+    pub flags: Vec<(String, String)>,
+    /// promdrop's own metrics.
+    pub stats: Stats,
+    /// Asks the server to stop (`/-/quit`).
+    pub quit: Box<dyn Fn() + Send + Sync>,
 }
 
-/// Routes and answers one request.
-pub fn handle(app: &App, request: &Request) -> Response {
-    route(app, request).unwrap_or_else(|err| err.response())
-}
-
-fn route(app: &App, request: &Request) -> Result<Response, HttpError> {
-    let path = percent_decode(&request.path);
-    let method = request.method.as_str();
-    if let Some(key_path) = path.strip_prefix("/metrics/") {
-        let mode = match method {
-            "PUT" => PushMode::Replace,
-            "POST" => PushMode::Add,
-            "DELETE" => return delete(app, key_path),
-            _ => return Err(HttpError::MethodNotAllowed("DELETE, OPTIONS, POST, PUT")),
-        };
-        return push(app, key_path, mode, request);
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
-    match (path.as_str(), method) {
-        ("/metrics", "GET") => scrape(app, request),
-        ("/-/healthy" | "/-/ready", "GET") => Ok(Response::text(200, "OK")),
-        ("/metrics" | "/-/healthy" | "/-/ready", _) => {
-            Err(HttpError::MethodNotAllowed("GET, OPTIONS"))
+}
+
+/// Routes and answers one request, and counts it.
+pub fn handle(app: &App, request: &Request) -> Response {
+    let (route, result) = route(app, request);
+    let response = result.unwrap_or_else(|err| {
+        if route == "push" {
+            app.stats.rejected(err.reason());
         }
-        _ => Err(HttpError::NotFound),
+        err.response()
+    });
+    app.stats.request(route, response.status);
+    response
+}
+
+fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpError>) {
+    let decoded = percent_decode(&request.path);
+    let Some(path) = decoded
+        .strip_prefix(app.prefix.as_str())
+        .filter(|p| p.starts_with('/'))
+    else {
+        return ("other", Err(HttpError::NotFound));
+    };
+    let method = request.method.as_str();
+    let not_allowed = |allow| Err(HttpError::MethodNotAllowed(allow));
+    if let Some(key_path) = path.strip_prefix("/metrics/") {
+        return match method {
+            "PUT" => ("push", push(app, key_path, PushMode::Replace, request)),
+            "POST" => ("push", push(app, key_path, PushMode::Add, request)),
+            "DELETE" => ("delete", delete(app, key_path)),
+            _ => ("push", not_allowed("DELETE, OPTIONS, POST, PUT")),
+        };
+    }
+    if path == app.telemetry_path {
+        return (
+            "metrics",
+            if method == "GET" {
+                scrape(app, request)
+            } else {
+                not_allowed("GET, OPTIONS")
+            },
+        );
+    }
+    match (path, method) {
+        ("/-/healthy", "GET") => ("healthy", Ok(Response::text(200, "OK"))),
+        ("/-/ready", "GET") => ("ready", Ok(Response::text(200, "OK"))),
+        ("/-/quit", "PUT" | "POST") if app.lifecycle => {
+            (app.quit)();
+            (
+                "quit",
+                Ok(Response::text(200, "Requesting termination... Goodbye!")),
+            )
+        }
+        ("/-/quit", "PUT" | "POST") => (
+            "quit",
+            Ok(Response::text(403, "Lifecycle API is not enabled.")),
+        ),
+        ("/-/quit", _) => (
+            "quit",
+            Ok(Response::text(405, "Only POST or PUT requests allowed.")),
+        ),
+        ("/api/v1/status", "GET") => ("status", Ok(api::status(app))),
+        ("/api/v1/metrics", "GET") => ("api_metrics", api::metrics(app)),
+        ("/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {
+            ("other", not_allowed("GET, OPTIONS"))
+        }
+        ("/api/v1/admin/wipe", "PUT") if app.admin_api => ("wipe", wipe(app)),
+        ("/api/v1/admin/wipe", _) if app.admin_api => ("wipe", not_allowed("OPTIONS, PUT")),
+        _ => ("other", Err(HttpError::NotFound)),
     }
 }
 
@@ -160,11 +254,23 @@ fn push(
     mode: PushMode,
     request: &Request,
 ) -> Result<Response, HttpError> {
+    let arrived = std::time::Instant::now();
     let key = GroupingKey::from_url_path(key_path)?;
+    let ttl = match request.header(TTL_HEADER) {
+        Some(text) => Some(duration::parse(text.trim()).map_err(HttpError::BadTtl)?),
+        None => app.default_ttl,
+    };
     let body = decompressed(request, app.max_body)?;
     let families = decode_body(request, &body)?;
+    if let Some(own) = families.iter().find(|f| OWN_METRICS.contains(&f.name())) {
+        return Err(HttpError::BadBody(format!(
+            "metric name {:?} is promdrop's own",
+            own.name()
+        )));
+    }
     app.store
-        .push(&key, families, mode, None, SystemTime::now())?;
+        .push(&key, families, mode, ttl, SystemTime::now())?;
+    app.stats.pushed(body.len(), arrived.elapsed());
     Ok(Response::new(200, Vec::new()))
 }
 
@@ -174,15 +280,26 @@ fn delete(app: &App, key_path: &str) -> Result<Response, HttpError> {
     Ok(Response::new(202, Vec::new()))
 }
 
+/// Deletes every group, as the Pushgateway's admin API does.
+fn wipe(app: &App) -> Result<Response, HttpError> {
+    for info in app.store.list()? {
+        app.store.delete(&info.group.key)?;
+    }
+    Ok(Response::new(202, Vec::new()))
+}
+
 /// Every live group (expired ones are never served), families of the same
 /// name merged under one HELP and TYPE, sorted by name.
 fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
     let now = SystemTime::now();
     let mut merged: Vec<Family> = Vec::new();
+    let (mut groups, mut series) = (0, 0);
     for info in app.store.list()? {
         if info.group.expired(now) {
             continue;
         }
+        groups += 1;
+        series += info.group.families.iter().map(Family::len).sum::<usize>();
         for family in info.group.families {
             match merged.iter_mut().find(|f| f.name() == family.name()) {
                 // Families disagreeing on HELP or TYPE never pass the store's
@@ -197,6 +314,7 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
             }
         }
     }
+    merged.extend(app.stats.families(groups, series));
     merged.sort_by(|a, b| a.name().cmp(b.name()));
     let mut body = Vec::new();
     render(&merged, &mut body).expect("rendering to memory cannot fail");
@@ -311,6 +429,15 @@ mod tests {
         App {
             store: Store::open(options).unwrap(),
             max_body: 1 << 20,
+            prefix: String::new(),
+            telemetry_path: "/metrics".into(),
+            admin_api: false,
+            lifecycle: false,
+            default_ttl: None,
+            started: std::time::SystemTime::now(),
+            flags: Vec::new(),
+            stats: super::Stats::default(),
+            quit: Box::new(|| {}),
         }
     }
 
@@ -512,5 +639,167 @@ mod tests {
             "/metrics/job/a/b/x/Π"
         );
         assert_eq!(percent_decode("/a%zz%4"), "/a%zz%4");
+    }
+
+    #[test]
+    fn own_metrics_ttl_header_and_reserved_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let mut put = request("PUT", "/metrics/job/j", "m 1\n");
+        put.headers.push((super::TTL_HEADER.into(), "1h".into()));
+        assert_eq!(handle(&app, &put).status, 200);
+        assert!(
+            std::fs::read_to_string(dir.path().join("j.prom"))
+                .unwrap()
+                .contains("\"ttl_seconds\":3600")
+        );
+        let mut bad_ttl = put.clone();
+        bad_ttl.headers[0].1 = "soon".into();
+        let refused = handle(&app, &bad_ttl);
+        assert_eq!(refused.status, 400);
+        assert!(
+            text(&refused).starts_with("bad x-promdrop-ttl header: invalid duration \"soon\""),
+            "{}",
+            text(&refused)
+        );
+        let own = handle(
+            &app,
+            &request("PUT", "/metrics/job/j", "promdrop_groups 5\n"),
+        );
+        assert_eq!(
+            (own.status, text(&own)),
+            (
+                400,
+                "metric name \"promdrop_groups\" is promdrop's own\n".into()
+            )
+        );
+        let scrape = text(&handle(&app, &request("GET", "/metrics", "")));
+        for line in [
+            "promdrop_groups 1",
+            "promdrop_series 3",
+            "promdrop_http_requests_total{code=\"200\",route=\"push\"} 1",
+            "promdrop_http_requests_total{code=\"400\",route=\"push\"} 2",
+            "promdrop_rejected_pushes_total{reason=\"body\"} 2",
+            "promdrop_push_size_bytes_count 1",
+            "promdrop_expired_groups_total 0",
+            "promdrop_build_info{version=\"0.1.0\"} 1",
+        ] {
+            assert!(
+                scrape.lines().any(|l| l == line),
+                "missing {line:?} in\n{scrape}"
+            );
+        }
+        assert!(
+            crate::exposition::parse::parse(scrape.as_bytes()).is_ok(),
+            "the scrape is valid text format"
+        );
+    }
+
+    #[test]
+    fn prefix_telemetry_path_quit_and_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let quits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&quits);
+        let mut app = app(dir.path());
+        app.prefix = "/pg".into();
+        app.telemetry_path = "/prom".into();
+        app.quit = Box::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert_eq!(
+            handle(&app, &request("PUT", "/pg/metrics/job/j", "m 1\n")).status,
+            200
+        );
+        assert_eq!(
+            handle(&app, &request("PUT", "/metrics/job/j", "m 1\n")).status,
+            404
+        );
+        assert_eq!(handle(&app, &request("GET", "/pg/prom", "")).status, 200);
+        assert_eq!(handle(&app, &request("GET", "/pg/metrics", "")).status, 404);
+        assert_eq!(
+            handle(&app, &request("GET", "/pg/-/healthy", "")).status,
+            200
+        );
+        let denied = handle(&app, &request("PUT", "/pg/-/quit", ""));
+        assert_eq!(
+            (denied.status, text(&denied)),
+            (403, "Lifecycle API is not enabled.\n".into())
+        );
+        assert_eq!(handle(&app, &request("GET", "/pg/-/quit", "")).status, 405);
+        assert_eq!(
+            handle(&app, &request("PUT", "/pg/api/v1/admin/wipe", "")).status,
+            404
+        );
+        app.lifecycle = true;
+        app.admin_api = true;
+        let quit = handle(&app, &request("POST", "/pg/-/quit", ""));
+        assert_eq!(
+            (quit.status, text(&quit)),
+            (200, "Requesting termination... Goodbye!\n".into())
+        );
+        assert_eq!(quits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            handle(&app, &request("PUT", "/pg/api/v1/admin/wipe", "")).status,
+            202
+        );
+        assert!(!dir.path().join("j.prom").exists());
+        assert_eq!(
+            handle(&app, &request("GET", "/pg/api/v1/admin/wipe", "")).status,
+            405
+        );
+    }
+
+    #[test]
+    fn json_api_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let status: serde_json::Value =
+            serde_json::from_slice(&handle(&app, &request("GET", "/api/v1/status", "")).body)
+                .unwrap();
+        assert_eq!(status["status"], "success");
+        assert_eq!(
+            status["data"]["build_information"]["version"],
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(
+            status["data"]["start_time"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+        let empty = handle(&app, &request("GET", "/api/v1/metrics", ""));
+        assert_eq!(text(&empty), "{\"data\":[],\"status\":\"success\"}");
+        assert!(
+            empty
+                .headers
+                .contains(&("access-control-allow-origin", "*".into()))
+        );
+        handle(
+            &app,
+            &request(
+                "PUT",
+                "/metrics/job/j/instance/i",
+                "# HELP s S.\n# TYPE s summary\ns{quantile=\"0.5\"} 1234567\ns_sum 1e-05\ns_count 2\n",
+            ),
+        );
+        let groups: serde_json::Value =
+            serde_json::from_slice(&handle(&app, &request("GET", "/api/v1/metrics", "")).body)
+                .unwrap();
+        let group = &groups["data"][0];
+        assert_eq!(
+            group["labels"],
+            serde_json::json!({"job": "j", "instance": "i"})
+        );
+        assert_eq!(group["last_push_successful"], true);
+        assert_eq!(group["s"]["type"], "SUMMARY");
+        assert_eq!(group["s"]["help"], "S.");
+        assert_eq!(
+            group["s"]["metrics"][0],
+            serde_json::json!({"labels": {"instance": "i", "job": "j"}, "quantiles": {"0.5": "1.234567e+06"}, "count": "2", "sum": "1e-05"})
+        );
+        assert_eq!(
+            group["push_failure_time_seconds"]["metrics"][0]["value"],
+            "0"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! fsync), and shuts down gracefully on SIGTERM or SIGINT, finishing the
 //! requests in flight.
 
+mod api;
 pub mod handlers;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +20,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::store::{Store, StoreError, StoreOptions};
 
 use self::handlers::{App, HttpError, Request, Response};
+use self::stats::Stats;
 
 /// Options of `promdrop serve`.
 #[derive(Debug, Clone)]
@@ -35,6 +38,38 @@ pub struct ServeOptions {
     pub max_body: usize,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Prefix of every route, "" or `/something`.
+    pub prefix: String,
+    /// Where the scrape is served.
+    pub telemetry_path: String,
+    /// Enable `PUT /api/v1/admin/wipe`.
+    pub admin_api: bool,
+    /// Enable `PUT|POST /-/quit`.
+    pub lifecycle: bool,
+    /// TTL of pushes that name none.
+    pub default_ttl: Option<Duration>,
+    /// How often expired groups are removed.
+    pub sweep_every: Duration,
+}
+
+impl ServeOptions {
+    /// The settings as `/api/v1/status` lists them.
+    fn flags(&self) -> Vec<(String, String)> {
+        vec![
+            ("dir".into(), self.store.dir.display().to_string()),
+            (
+                "ttl".into(),
+                self.default_ttl
+                    .map(crate::duration::human)
+                    .unwrap_or_default(),
+            ),
+            ("web.enable-admin-api".into(), self.admin_api.to_string()),
+            ("web.enable-lifecycle".into(), self.lifecycle.to_string()),
+            ("web.listen-address".into(), self.listen.to_string()),
+            ("web.route-prefix".into(), self.prefix.clone()),
+            ("web.telemetry-path".into(), self.telemetry_path.clone()),
+        ]
+    }
 }
 
 /// Why the server could not run.
@@ -56,9 +91,20 @@ pub enum ServeError {
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     let store = Store::open(options.store.clone())?;
+    let quit = Arc::new(Notify::new());
+    let notify = Arc::clone(&quit);
     let app = Arc::new(App {
         store,
         max_body: options.max_body,
+        prefix: options.prefix.trim_end_matches('/').to_owned(),
+        telemetry_path: options.telemetry_path.clone(),
+        admin_api: options.admin_api,
+        lifecycle: options.lifecycle,
+        default_ttl: options.default_ttl,
+        started: std::time::SystemTime::now(),
+        flags: options.flags(),
+        stats: Stats::default(),
+        quit: Box::new(move || notify.notify_one()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -68,10 +114,10 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
             addr: options.listen,
             source,
         })?;
-    runtime.block_on(run(app, options))
+    runtime.block_on(run(app, options, quit))
 }
 
-async fn run(app: Arc<App>, options: &ServeOptions) -> Result<(), ServeError> {
+async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result<(), ServeError> {
     let listener =
         TcpListener::bind(options.listen)
             .await
@@ -83,13 +129,19 @@ async fn run(app: Arc<App>, options: &ServeOptions) -> Result<(), ServeError> {
         addr: options.listen,
         source,
     })?;
-    eprintln!(
-        "promdrop: listening on http://{bound}/ serving {:?}",
+    log(&format!(
+        "listening on http://{bound}/ serving {:?}",
         app.store.dir()
-    );
+    ));
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
-    let shutdown = shutdown_signal();
+    tokio::spawn(sweep(Arc::clone(&app), options.sweep_every));
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = quit.notified() => {}
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -115,9 +167,35 @@ async fn run(app: Arc<App>, options: &ServeOptions) -> Result<(), ServeError> {
             drop(permit);
         });
     }
-    eprintln!("promdrop: shutting down; finishing requests in flight");
+    log("shutting down; finishing requests in flight");
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     Ok(())
+}
+
+/// A log line on stderr. A closed stderr must not stop the server, so
+/// write errors are ignored (`eprintln!` would panic).
+fn log(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "promdrop: {message}");
+}
+
+/// Removes expired groups every `every`, and counts them.
+async fn sweep(app: Arc<App>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let app = Arc::clone(&app);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(removed) = app.store.expire(std::time::SystemTime::now(), false) {
+                let groups = removed
+                    .iter()
+                    .filter(|r| matches!(r, crate::store::Expired::Group { .. }))
+                    .count();
+                app.stats.expired(groups);
+            }
+        })
+        .await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -20,10 +20,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts on 127.0.0.1:0 and learns the port from the log line.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`TestServer::start`] with extra `serve` arguments.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Self {
         let mut child = promdrop()
             .arg("--dir")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -243,4 +249,99 @@ fn status_codes_match_the_pushgateway() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+#[test]
+fn quit_and_sigterm_stop_the_server_cleanly() {
+    let d = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(d.path(), &["--web.enable-lifecycle"]);
+    let (status, body) = http(server.addr, "PUT", "/-/quit", &[], b"").unwrap();
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "Requesting termination... Goodbye!\n")
+    );
+    assert!(server.child.wait().unwrap().success());
+    let mut server = TestServer::start(d.path());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn expired_groups_are_swept_and_counted() {
+    let d = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(d.path(), &["--ttl", "400ms"]);
+    assert_eq!(
+        http(server.addr, "PUT", "/metrics/job/short", &[], b"m 1\n")
+            .unwrap()
+            .0,
+        200
+    );
+    let long = [("X-Promdrop-TTL", "1h")];
+    assert_eq!(
+        http(server.addr, "PUT", "/metrics/job/long", &long, b"n 1\n")
+            .unwrap()
+            .0,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.path().join("short.prom").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never removed the expired group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.path().join("long.prom").exists());
+    let scrape = server.scrape();
+    assert!(
+        scrape.contains("promdrop_expired_groups_total 1\n"),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("job=\"short\""));
+}
+
+/// The JSON API output with what always differs (times) blanked.
+fn normalized_groups(body: &[u8]) -> serde_json::Value {
+    let mut json: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    for group in json["data"].as_array_mut().expect("a data array") {
+        for (_, family) in group.as_object_mut().unwrap().iter_mut() {
+            if let Some(family) = family
+                .as_object_mut()
+                .filter(|f| f.contains_key("time_stamp"))
+            {
+                family.insert("time_stamp".into(), "T".into());
+                let timed = matches!(family.get("help").and_then(|h| h.as_str()), Some(h) if h.starts_with("Last Unix time"));
+                if timed {
+                    for metric in family["metrics"].as_array_mut().unwrap() {
+                        if metric["value"] != "0" {
+                            metric["value"] = "T".into();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    json
+}
+
+#[test]
+fn json_api_matches_the_pushgateway() {
+    let d = tempfile::tempdir().unwrap();
+    let ours = TestServer::start(d.path());
+    let Some(theirs) = Pushgateway::start() else {
+        return;
+    };
+    let body = b"# HELP g Gauge.\n# TYPE g gauge\ng{x=\"1\"} 1234567.5\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\nu 1e-05\n";
+    for server in [ours.addr, theirs.addr] {
+        assert_eq!(
+            http(server, "PUT", "/metrics/job/j/instance/i", &[], body)
+                .unwrap()
+                .0,
+            200
+        );
+    }
+    let a = normalized_groups(&http_get(ours.addr, "/api/v1/metrics").unwrap().1);
+    let b = normalized_groups(&http_get(theirs.addr, "/api/v1/metrics").unwrap().1);
+    assert_eq!(a, b, "promdrop:\n{a:#}\nPushgateway:\n{b:#}");
 }
