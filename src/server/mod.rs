@@ -129,20 +129,22 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
         addr: options.listen,
         source,
     })?;
-    log(&format!(
-        "listening on http://{bound}/ serving {:?}",
-        app.store.dir()
-    ));
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::spawn(sweep(Arc::clone(&app), options.sweep_every));
+    let signalled = shutdown_signal();
     let shutdown = async move {
         tokio::select! {
-            () = shutdown_signal() => {}
+            () = signalled => {}
             () = quit.notified() => {}
         }
     };
     tokio::pin!(shutdown);
+    // Announced only now: the signals are handled from here on.
+    log(&format!(
+        "listening on http://{bound}/ serving {:?}",
+        app.store.dir()
+    ));
     loop {
         let permit = tokio::select! {
             () = &mut shutdown => break,
@@ -198,17 +200,22 @@ async fn sweep(app: Arc<App>, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT. Registered when called, so that a signal
+/// arriving before the first poll is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = streams else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 

@@ -176,25 +176,37 @@ struct Pushgateway {
 impl Pushgateway {
     fn start() -> Option<Self> {
         let binary = peer("prometheus-pushgateway")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(binary)
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--persistence.file=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let gateway = Self { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http_get(addr, "/-/ready").map(|(s, _)| s).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "the Pushgateway did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        // A port probed free can be taken by another test before the gateway
+        // binds it: then the gateway exits, and we try another.
+        for _attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let child = Command::new(&binary)
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--persistence.file=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut gateway = Self { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if !matches!(gateway.child.try_wait(), Ok(None)) || Instant::now() > deadline {
+                    break;
+                }
+                let ready = http_get(addr, "/api/v1/status").is_ok_and(|(s, body)| {
+                    s == 200 && String::from_utf8_lossy(&body).contains("\"version\":\"1.5.1\"")
+                });
+                if ready {
+                    return Some(gateway);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Some(gateway)
+        panic!("the Pushgateway did not start on any of 5 ports");
     }
 }
 
