@@ -363,6 +363,23 @@ impl Family {
         self.canonicalize();
     }
 
+    /// Gives every histogram series that has a `_count` but no `+Inf`
+    /// bucket that bucket, equal to the count, as node_exporter and the
+    /// Pushgateway do when they serve one.
+    pub fn complete_histograms(&mut self) {
+        if self.kind != MetricType::Histogram {
+            return;
+        }
+        for s in &mut self.series {
+            if let Value::Distribution(d) = &mut s.value
+                && let Some(count) = d.count
+                && !d.points.iter().any(|(bound, _)| *bound == f64::INFINITY)
+            {
+                d.points.push((f64::INFINITY, count));
+            }
+        }
+    }
+
     /// Sorts series by their label text, and quantiles and buckets by bound:
     /// the order [`render`](mod@render) writes and [`parse`](mod@parse) returns.
     pub fn canonicalize(&mut self) {

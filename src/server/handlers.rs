@@ -314,6 +314,9 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
             }
         }
     }
+    for family in &mut merged {
+        family.complete_histograms();
+    }
     merged.extend(app.stats.families(groups, series));
     merged.sort_by(|a, b| a.name().cmp(b.name()));
     let mut body = Vec::new();

@@ -5,6 +5,7 @@ mod check;
 mod corpus;
 mod node_exporter;
 mod protobuf;
+mod pushgateway;
 mod run;
 mod serve;
 mod store;

@@ -168,13 +168,13 @@ fn the_directory_is_shared_with_the_cli() {
 }
 
 /// Starts the real Pushgateway on a free loopback port; killed on drop.
-struct Pushgateway {
+pub struct Pushgateway {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Pushgateway {
-    fn start() -> Option<Self> {
+    pub fn start() -> Option<Self> {
         let binary = peer("prometheus-pushgateway")?;
         // A port probed free can be taken by another test before the gateway
         // binds it: then the gateway exits, and we try another.
@@ -314,7 +314,7 @@ fn expired_groups_are_swept_and_counted() {
 }
 
 /// The JSON API output with what always differs (times) blanked.
-fn normalized_groups(body: &[u8]) -> serde_json::Value {
+pub fn normalized_groups(body: &[u8]) -> serde_json::Value {
     let mut json: serde_json::Value = serde_json::from_slice(body).expect("JSON");
     for group in json["data"].as_array_mut().expect("a data array") {
         for (_, family) in group.as_object_mut().unwrap().iter_mut() {
@@ -356,4 +356,88 @@ fn json_api_matches_the_pushgateway() {
     let a = normalized_groups(&http_get(ours.addr, "/api/v1/metrics").unwrap().1);
     let b = normalized_groups(&http_get(theirs.addr, "/api/v1/metrics").unwrap().1);
     assert_eq!(a, b, "promdrop:\n{a:#}\nPushgateway:\n{b:#}");
+}
+
+#[test]
+fn no_acknowledged_push_is_lost_when_the_server_is_killed() {
+    let d = tempfile::tempdir().unwrap();
+    let clients = 4;
+    let mut acknowledged = vec![0u64; clients];
+    let mut rng = crate::util::Rng::new(0x00c0_ffee);
+    for _cycle in 0..20 {
+        let mut server = TestServer::start(d.path());
+        let addr = server.addr;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                let stop = std::sync::Arc::clone(&stop);
+                let mut next = acknowledged[client] + 1;
+                std::thread::spawn(move || {
+                    let mut last = None;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let body = format!("# TYPE storm_seq gauge\nstorm_seq {next}\n");
+                        match http(
+                            addr,
+                            "PUT",
+                            &format!("/metrics/job/storm/client/c{client}"),
+                            &[],
+                            body.as_bytes(),
+                        ) {
+                            Ok((200, _)) => last = Some(next),
+                            // No complete answer: the server died mid-request.
+                            Ok((0, _)) | Err(_) => break,
+                            Ok((status, body)) => {
+                                panic!("push answered {status}: {}", String::from_utf8_lossy(&body))
+                            }
+                        }
+                        next += 1;
+                    }
+                    last
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50 + rng.below(250)));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (client, worker) in workers.into_iter().enumerate() {
+            if let Some(last) = worker.join().unwrap() {
+                acknowledged[client] = last;
+            }
+        }
+    }
+    assert!(
+        acknowledged.iter().all(|&n| n > 20),
+        "too few pushes were acknowledged: {acknowledged:?}"
+    );
+    for (client, &last) in acknowledged.iter().enumerate() {
+        let file = d.path().join(format!("storm@client=c{client}.prom"));
+        let text = fs::read_to_string(&file).unwrap();
+        let stored: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "storm_seq{{client=\"c{client}\",instance=\"\",job=\"storm\"}} "
+                ))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no storm_seq in {}:\n{text}", file.display()));
+        assert!(
+            stored >= last,
+            "client {client}: push {last} was acknowledged, but the file holds {stored}"
+        );
+    }
+    for entry in fs::read_dir(d.path()).unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        assert!(
+            !name.ends_with(".prom") || name.starts_with("storm@"),
+            "stray {name}"
+        );
+    }
+    Test::new().arg("check").arg(d.path()).run().status(0);
+    if let Some(exporter) = crate::node_exporter::NodeExporter::start(d.path()) {
+        let scrape = exporter.scrape();
+        assert_eq!(scrape.value("node_textfile_scrape_error"), Some("0"));
+        assert!(!scrape.log.contains("level=error"), "{}", scrape.log);
+    }
 }
