@@ -209,10 +209,18 @@ pub fn http(
         head.extend([*name, ": ", *value, "\r\n"]);
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // One write: a server that answers an error before reading the body,
+    // then closes, must not reset the connection under our feet.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    if let Err(err) = stream.read_to_end(&mut response) {
+        // A reset after the answer arrived still leaves the answer.
+        if response.is_empty() {
+            return Err(err);
+        }
+    }
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
