@@ -90,7 +90,7 @@ pub enum ServeError {
 
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
-    let store = Store::open(options.store.clone())?;
+    let store = Store::open(options.store.clone())?.keep_index_in_memory();
     let quit = Arc::new(Notify::new());
     let notify = Arc::clone(&quit);
     let app = Arc::new(App {
@@ -171,6 +171,7 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
     }
     log("shutting down; finishing requests in flight");
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    let _ = tokio::task::spawn_blocking(move || app.store.flush_index()).await;
     Ok(())
 }
 
@@ -188,6 +189,9 @@ async fn sweep(app: Arc<App>, every: Duration) {
         ticks.tick().await;
         let app = Arc::clone(&app);
         let _ = tokio::task::spawn_blocking(move || {
+            // Also persists the index, which pushes keep in memory, and
+            // catches any change another tool made unseen.
+            let _ = app.store.flush_index();
             if let Ok(removed) = app.store.expire(std::time::SystemTime::now(), false) {
                 let groups = removed
                     .iter()

@@ -148,6 +148,31 @@ impl Index {
     }
 }
 
+/// What a long-lived [`Store`](super::Store) knew of the directory and of
+/// the index file when it last wrote: if neither changed since, its index in
+/// memory is current and no file needs listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dir: Option<(i64, i64)>,
+    index_file: Option<(u64, u64, i64, i64)>,
+}
+
+impl Stamp {
+    pub(crate) fn now(dir: &Path, state: &Path) -> Self {
+        let dir = fs::metadata(dir).ok().map(|m| (m.mtime(), m.mtime_nsec()));
+        let index_file = fs::metadata(state.join(INDEX_FILE))
+            .ok()
+            .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        Self { dir, index_file }
+    }
+
+    /// Whether only the directory changed (files written by others), not the
+    /// index file (another promdrop process).
+    pub(crate) fn same_index_file(&self, other: &Self) -> bool {
+        self.index_file == other.index_file
+    }
+}
+
 trait FilterFile {
     fn filter_file(self) -> std::io::Result<fs::Metadata>;
 }

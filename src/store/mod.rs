@@ -31,7 +31,7 @@ use crate::exposition::{Family, MetricType, Value};
 use crate::grouping_key::GroupingKey;
 
 use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
-use self::index::Index;
+use self::index::{Index, Stamp};
 use self::lock::FileLock;
 pub use self::lock::Wait;
 
@@ -321,6 +321,12 @@ pub struct Store {
     options: StoreOptions,
     /// Whether the directory is group-writable (shared by several users).
     shared: bool,
+    /// The fingerprint index as of this store's last write, and what the
+    /// directory looked like then.
+    cache: std::sync::Mutex<Option<(Index, Stamp)>>,
+    /// Write the index file after every write (one-shot processes), or only
+    /// on [`Store::flush_index`] (a server).
+    save_index_every_write: bool,
 }
 
 impl Store {
@@ -385,9 +391,67 @@ impl Store {
                 state,
                 options,
                 shared,
+                cache: std::sync::Mutex::new(None),
+                save_index_every_write: true,
             },
             meta,
         ))
+    }
+
+    /// Keeps the fingerprint index in memory between writes, for a
+    /// long-lived process: a push then costs no directory listing unless the
+    /// directory changed behind its back, and the index file is written only
+    /// by [`Store::flush_index`].
+    #[must_use]
+    pub fn keep_index_in_memory(mut self) -> Self {
+        self.save_index_every_write = false;
+        self
+    }
+
+    /// Under the directory lock: lists the directory afresh, writes the index
+    /// file, and keeps the result in memory. A server calls this now and then,
+    /// which also bounds how long a change by another tool can go unseen.
+    pub fn flush_index(&self) -> Result<(), StoreError> {
+        let wait = self.options.wait;
+        let _lock =
+            FileLock::directory(&self.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
+                key: "(the directory)".into(),
+                waited: waited(wait),
+            })?;
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut index = cache
+            .take()
+            .map_or_else(|| Index::load(&self.state), |(index, _)| index);
+        index.refresh(&self.dir)?;
+        index.save(&self.state, self.lock_mode());
+        *cache = Some((index, Stamp::now(&self.dir, &self.state)));
+        Ok(())
+    }
+
+    /// The index as it is now, from memory when nothing changed since this
+    /// store last wrote. Called under the directory lock.
+    fn current_index(&self) -> Result<Index, StoreError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let now = Stamp::now(&self.dir, &self.state);
+        match cached {
+            Some((index, stamp)) if stamp == now => Ok(index),
+            Some((mut index, stamp)) if stamp.same_index_file(&now) => {
+                index.refresh(&self.dir)?;
+                Ok(index)
+            }
+            _ => {
+                let mut index = Index::load(&self.state);
+                index.refresh(&self.dir)?;
+                Ok(index)
+            }
+        }
     }
 
     /// The directory.
@@ -563,12 +627,11 @@ impl Store {
     /// with another file in the directory. Runs under the directory lock.
     fn check_against_directory(
         &self,
-        index: &mut Index,
+        index: &Index,
         name: &str,
         families: &[Family],
         print: &Fingerprint,
     ) -> Result<(), StoreError> {
-        index.refresh(&self.dir)?;
         let mut names = index.candidates(name, print);
         if names.is_empty() {
             return Ok(());
@@ -746,13 +809,20 @@ impl GroupLock<'_> {
                     key: "(the directory)".into(),
                     waited: waited(wait),
                 })?;
-            let mut index = Index::load(&store.state);
-            store.check_against_directory(&mut index, &name, &group.families, &print)?;
+            let index = store.current_index()?;
+            store.check_against_directory(&index, &name, &group.families, &print)?;
             Ok((lock, index))
         })?;
         let (_dir_lock, mut index) = critical;
         index.record(&store.dir, &name, print);
-        index.save(&store.state, store.lock_mode());
+        if store.save_index_every_write {
+            index.save(&store.state, store.lock_mode());
+        }
+        let stamp = Stamp::now(&store.dir, &store.state);
+        *store
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((index, stamp));
         Ok(())
     }
 

@@ -152,6 +152,40 @@ fn the_directory_is_shared_with_the_cli() {
             .stdout
             .contains("http_metric{instance=\"\",job=\"from_http\"} 2\n")
     );
+    // A conflict created behind the server's back, by the CLI, is still
+    // seen: the server's index in memory notices the directory changed.
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["push", "cli_typed"])
+        .stdin("# TYPE shared gauge\nshared 1\n")
+        .run()
+        .status(0);
+    let (status, body) = http(
+        server.addr,
+        "PUT",
+        "/metrics/job/http_typed",
+        &[],
+        b"# TYPE shared counter\nshared 2\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // And the other way round: the CLI sees what the server wrote.
+    http(
+        server.addr,
+        "PUT",
+        "/metrics/job/http_first",
+        &[],
+        b"# TYPE other gauge\nother 1\n",
+    )
+    .unwrap();
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["push", "cli_second"])
+        .stdin("# TYPE other counter\nother 2\n")
+        .run()
+        .status(1);
     fs::remove_file(d.path().join("from_cli.prom")).unwrap();
     assert!(!server.scrape().contains("cli_metric"));
     // Expired groups are never served.
