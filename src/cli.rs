@@ -154,6 +154,10 @@ struct ServeArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// How long a client may take to send a request's body (after the
+    /// headers, which get 10s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -396,6 +400,7 @@ fn serve_options(store: StoreOptions, args: ServeArgs) -> ServeOptions {
         lifecycle: args.lifecycle,
         default_ttl: args.ttl,
         sweep_every,
+        body_timeout: args.body_timeout,
     }
 }
 

@@ -89,6 +89,9 @@ pub enum HttpError {
     /// An unreadable TTL header.
     #[error("bad {TTL_HEADER} header: {0}")]
     BadTtl(String),
+    /// The body did not arrive in time.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(Duration),
     /// A body past the size limit, compressed or decompressed.
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
@@ -105,6 +108,7 @@ impl HttpError {
             Self::BadKey(_) => "grouping_key",
             Self::BadBody(_) | Self::BadTtl(_) => "body",
             Self::TooLarge(_) => "too_large",
+            Self::BodyTimeout(_) => "timeout",
             Self::Store(StoreError::Invalid(_)) => "inconsistent",
             Self::Store(_) => "store",
         }
@@ -121,6 +125,7 @@ impl HttpError {
             | Self::BadTtl(_)
             | Self::Store(StoreError::Invalid(_)) => 400,
             Self::TooLarge(_) => 413,
+            Self::BodyTimeout(_) => 408,
             Self::Store(StoreError::NotOurs(_)) => 409,
             Self::Store(StoreError::LockTimeout { .. }) => 503,
             Self::Store(_) => 500,
@@ -149,6 +154,8 @@ pub struct App {
     pub store: Store,
     /// The largest body accepted, after decompression.
     pub max_body: usize,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
     /// Prefix of every route (`--web.route-prefix`), "" or `/something`.
     pub prefix: String,
     /// Where the scrape is served (`--web.telemetry-path`).
@@ -432,6 +439,7 @@ mod tests {
         App {
             store: Store::open(options).unwrap(),
             max_body: 1 << 20,
+            body_timeout: std::time::Duration::from_secs(5),
             prefix: String::new(),
             telemetry_path: "/metrics".into(),
             admin_api: false,

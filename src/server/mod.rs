@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub default_ttl: Option<Duration>,
     /// How often expired groups are removed.
     pub sweep_every: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -96,6 +98,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     let app = Arc::new(App {
         store,
         max_body: options.max_body,
+        body_timeout: options.body_timeout,
         prefix: options.prefix.trim_end_matches('/').to_owned(),
         telemetry_path: options.telemetry_path.clone(),
         admin_api: options.admin_api,
@@ -230,9 +233,12 @@ async fn answer(
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
-    let response = match Limited::new(body, app.max_body).collect().await {
-        Err(_) => HttpError::TooLarge(app.max_body).response(),
-        Ok(collected) => {
+    let body =
+        tokio::time::timeout(app.body_timeout, Limited::new(body, app.max_body).collect()).await;
+    let response = match body {
+        Err(_) => HttpError::BodyTimeout(app.body_timeout).response(),
+        Ok(Err(_)) => HttpError::TooLarge(app.max_body).response(),
+        Ok(Ok(collected)) => {
             let request = Request {
                 method: parts.method.as_str().to_owned(),
                 path: parts.uri.path().to_owned(),

@@ -475,3 +475,29 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed() {
         assert!(!scrape.log.contains("level=error"), "{}", scrape.log);
     }
 }
+
+#[test]
+fn a_body_that_does_not_arrive_times_out_and_others_are_served() {
+    use std::io::{Read as _, Write as _};
+    let d = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(d.path(), &["--body-timeout", "300ms"]);
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.write_all(
+        b"PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm 1\n",
+    )
+    .unwrap();
+    // Meanwhile a normal client pushes and scrapes.
+    assert_eq!(
+        http(server.addr, "PUT", "/metrics/job/quick", &[], b"q 1\n")
+            .unwrap()
+            .0,
+        200
+    );
+    assert!(server.scrape().contains("q{instance=\"\",job=\"quick\"} 1"));
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!d.path().join("slow.prom").exists());
+}
