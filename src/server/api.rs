@@ -110,9 +110,21 @@ fn family_json(family: &Family, stamp: &str) -> Json {
     Json::Object(object)
 }
 
+/// `OPTIONS /api/v1/...`: a CORS preflight, answered 200 with no body.
+pub fn preflight() -> Response {
+    with_cors(Response::new(200, Vec::new()))
+}
+
 fn envelope(data: &Json) -> Response {
     let body = json!({ "status": "success", "data": data }).to_string();
-    let mut response = Response::new(200, body);
+    let mut response = with_cors(Response::new(200, body));
+    response
+        .headers
+        .push(("content-type", "application/json".to_owned()));
+    response
+}
+
+fn with_cors(mut response: Response) -> Response {
     response.headers.extend([
         ("content-type", "application/json".to_owned()),
         (

@@ -244,6 +244,9 @@ fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpEr
             "quit",
             Ok(Response::text(405, "Only POST or PUT requests allowed.")),
         ),
+        (api_path, "OPTIONS") if api_path.starts_with("/api/v1/") => {
+            ("other", Ok(api::preflight()))
+        }
         ("/api/v1/status", "GET") => ("status", Ok(api::status(app))),
         ("/api/v1/metrics", "GET") => ("api_metrics", api::metrics(app)),
         ("/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {

@@ -528,6 +528,20 @@ fn cases() -> Vec<Case> {
         ),
         case("quit without the lifecycle API", vec![put("/-/quit", "")]),
         case("GET quit", vec![get("/-/quit")]),
+        case(
+            "OPTIONS on the API",
+            vec![Step {
+                method: "OPTIONS",
+                ..get("/api/v1/metrics")
+            }],
+        ),
+        case(
+            "HEAD on the scrape path",
+            vec![Step {
+                method: "HEAD",
+                ..get("/metrics")
+            }],
+        ),
     ]
 }
 
