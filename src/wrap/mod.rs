@@ -99,12 +99,10 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
     }
     let started = seconds(SystemTime::now());
     if let Some(recorder) = &recorder {
-        not_recorded(
-            options.strict,
-            recorder
-                .record(|state| state.started(started), Vec::new())
-                .err(),
-        )?;
+        // The start marker is not fsynced: after a crash the group shows the
+        // previous run instead, and only this run's abandonment is lost.
+        let marked = recorder.record_with(|state| state.started(started), Vec::new(), false);
+        not_recorded(options.strict, marked.err())?;
     }
     let scratch = recorder
         .as_ref()
@@ -167,7 +165,18 @@ impl Recorder {
         change: impl FnOnce(RunState) -> RunState,
         own: Vec<Family>,
     ) -> Result<(), StoreError> {
+        self.record_with(change, own, true)
+    }
+
+    /// [`Recorder::record`], choosing whether the write is fsynced.
+    fn record_with(
+        &self,
+        change: impl FnOnce(RunState) -> RunState,
+        own: Vec<Family>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let lock = self.store.lock(&self.key)?;
+        let lock = if durable { lock } else { lock.without_fsync() };
         let old = lock.read()?.map(|g| g.families).unwrap_or_default();
         let mut families = change(RunState::read(&old)).families();
         let replaced =
