@@ -354,13 +354,13 @@ impl Family {
     }
 
     /// Appends the series of `other`, a family of the same name and type (a
-    /// scrape merges groups this way), and restores canonical order.
+    /// scrape merges groups this way). Call [`Family::canonicalize`] once
+    /// after the last one.
     pub fn absorb(&mut self, other: &Family) {
         for s in &other.series {
             let text = &other.arena[s.start as usize..(s.start + s.len) as usize];
             self.push_canonical(text, s.value.clone(), s.line);
         }
-        self.canonicalize();
     }
 
     /// Gives every histogram series that has a `_count` but no `+Inf`

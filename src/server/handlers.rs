@@ -325,6 +325,7 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
         }
     }
     for family in &mut merged {
+        family.canonicalize();
         family.complete_histograms();
     }
     merged.extend(app.stats.families(groups, series));

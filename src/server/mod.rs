@@ -111,6 +111,9 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Each blocking thread may get an allocator arena of its own; a few
+        // are plenty for a store that serializes writes anyway.
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .map_err(|source| ServeError::Listen {

@@ -1,8 +1,10 @@
-//! The one recipe by which promdrop publishes a file: write a temp file in
-//! the same directory (its name never ends in `.prom`), set its mode, fsync
-//! it, run the caller's last check, rename it over the target, fsync the
-//! directory. On any error before the rename the temp file is removed, so a
-//! crash at any point leaves the old file or the new one, never a torn one.
+//! The one recipe by which promdrop publishes a file: write a temp file on
+//! the same filesystem (in the store's `.promdrop/tmp`, so that writing it
+//! changes nothing node_exporter or the index sees, and its name never ends
+//! in `.prom`), set its mode, fsync it, run the caller's last check, rename
+//! it over the target, fsync the directory. On any error before the rename
+//! the temp file is removed, so a crash at any point leaves the old file or
+//! the new one, never a torn one.
 
 use std::fs::{self, File, Permissions};
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +31,7 @@ pub(crate) struct WriteOptions {
 /// (a lock guard, say) is held across the rename and handed back.
 pub(crate) fn write_atomic<T>(
     dir: &Path,
+    temp_dir: &Path,
     name: &str,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
     options: WriteOptions,
@@ -39,7 +42,7 @@ pub(crate) fn write_atomic<T>(
     let mut temp = tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{stem}."))
         .rand_bytes(8)
-        .tempfile_in(dir)
+        .tempfile_in(temp_dir)
         .map_err(io("create a temp file for"))?;
     write(temp.as_file_mut()).map_err(io("write"))?;
     temp.as_file()

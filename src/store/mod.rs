@@ -335,11 +335,12 @@ impl Store {
     pub fn open(options: StoreOptions) -> Result<Self, StoreError> {
         let (store, dir_meta) = Self::open_dir(options)?;
         let locks = store.state.join("locks");
-        if !locks.is_dir() {
+        let temp = store.state.join("tmp");
+        if !locks.is_dir() || !temp.is_dir() {
             // Same permission bits as the directory, so that when it is
             // group-writable for several cron users, so are the locks.
             let bits = dir_meta.permissions().mode() & 0o7777;
-            for path in [&store.state, &locks] {
+            for path in [&store.state, &locks, &temp] {
                 match fs::create_dir(path) {
                     Ok(()) => {
                         let _ = fs::set_permissions(path, fs::Permissions::from_mode(bits));
@@ -600,7 +601,7 @@ impl Store {
                 });
             }
         }
-        for dir in [&self.dir, &self.state] {
+        for dir in [&self.dir, &self.state, &self.state.join("tmp")] {
             for name in stale_temp_files(dir, now) {
                 if dry_run || atomic::remove(dir, &name, false)? {
                     removed.push(Expired::TempFile(dir.join(&name).display().to_string()));
@@ -802,7 +803,8 @@ impl GroupLock<'_> {
             mode: store.options.mode,
             fsync: self.durable,
         };
-        let critical = write_atomic(&store.dir, &name, write, options, || {
+        let temp_dir = store.state.join("tmp");
+        let critical = write_atomic(&store.dir, &temp_dir, &name, write, options, || {
             let wait = store.options.wait;
             let lock =
                 FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
