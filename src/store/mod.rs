@@ -531,11 +531,6 @@ impl Store {
         self.lock(key)?.delete()
     }
 
-    /// The group of `key`, if there is one.
-    pub fn get(&self, key: &GroupingKey) -> Result<Option<Group>, StoreError> {
-        self.read_group(&key.file_name())
-    }
-
     /// The raw text of the group of `key`, if there is one.
     pub fn show(&self, key: &GroupingKey) -> Result<Option<String>, StoreError> {
         let path = self.dir.join(key.file_name());

@@ -29,7 +29,6 @@ pub struct Scrape {
 
 impl Scrape {
     /// The scrape parsed with promdrop's own parser.
-    #[allow(dead_code)] // used by the store and run features
     pub fn families(&self) -> Vec<Family> {
         parse(self.text.as_bytes())
             .unwrap_or_else(|e| panic!("scrape does not parse: {e}\n{}", self.text))
@@ -119,7 +118,6 @@ impl NodeExporter {
 
 impl NodeExporter {
     /// `/metrics` as delimited protobuf `MetricFamily` messages.
-    #[allow(dead_code)] // used by the protobuf feature
     pub fn scrape_protobuf(&self) -> Vec<u8> {
         let accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
         let (status, body) = http_get_with(self.addr, "/metrics", &[("Accept", accept)])

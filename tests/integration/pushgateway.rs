@@ -114,7 +114,7 @@ enum Expect {
     SameJson,
     /// Deliberately different: why, and what promdrop's scrape of pushed
     /// groups must contain (lines) or must not contain (lines prefixed `!`).
-    Differs(#[allow(dead_code)] &'static str, &'static [&'static str]),
+    Differs(&'static str, &'static [&'static str]),
 }
 
 struct Case {
@@ -619,14 +619,16 @@ fn run_case(case: &Case) -> Result<(), String> {
                 ));
             }
         }
-        Expect::Differs(_, promdrop_must) => {
+        Expect::Differs(why, promdrop_must) => {
             for line in *promdrop_must {
                 let ok = match line.strip_prefix('!') {
                     Some(absent) => !scrape_ours.contains(absent),
                     None => scrape_ours.lines().any(|l| l == *line),
                 };
                 if !ok {
-                    return Err(format!("promdrop's scrape fails {line:?}:\n{scrape_ours}"));
+                    return Err(format!(
+                        "promdrop's scrape fails {line:?} (deliberately, because {why}):\n{scrape_ours}"
+                    ));
                 }
             }
         }
