@@ -313,6 +313,9 @@ pub enum Expired {
     TempFile(String),
 }
 
+/// A file's identity for caching: inode, size, mtime (seconds, nanoseconds).
+type FileId = (u64, u64, i64, i64);
+
 /// The textfile directory, opened.
 #[derive(Debug)]
 pub struct Store {
@@ -327,6 +330,8 @@ pub struct Store {
     /// Write the index file after every write (one-shot processes), or only
     /// on [`Store::flush_index`] (a server).
     save_index_every_write: bool,
+    /// Groups as last parsed, by file name, with the file identity then.
+    parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, Group)>>,
 }
 
 impl Store {
@@ -394,6 +399,7 @@ impl Store {
                 shared,
                 cache: std::sync::Mutex::new(None),
                 save_index_every_write: true,
+                parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
             },
             meta,
         ))
@@ -559,13 +565,42 @@ impl Store {
 
     /// Every promdrop group in the directory, by file name. Files that are
     /// not promdrop groups are skipped.
+    ///
+    /// Files are parsed once per version: a group whose file has the same
+    /// inode, size and mtime as last time comes from memory, so a server's
+    /// scrapes parse only what changed. Anything but a regular file (a FIFO
+    /// named `*.prom`, say) is skipped without being opened.
     pub fn list(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        let mut cache = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut groups = Vec::new();
-        for name in self.prom_files()? {
-            if let Ok(Some(group)) = self.read_group(&name) {
-                groups.push(GroupInfo { file: name, group });
+        let names = self.prom_files()?;
+        for name in &names {
+            let Ok(meta) = fs::metadata(self.dir.join(name)) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
             }
+            let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+            let group = match cache.get(name) {
+                Some((seen, group)) if *seen == id => group.clone(),
+                _ => match self.read_group(name) {
+                    Ok(Some(group)) => {
+                        cache.insert(name.clone(), (id, group.clone()));
+                        group
+                    }
+                    _ => continue,
+                },
+            };
+            groups.push(GroupInfo {
+                file: name.clone(),
+                group,
+            });
         }
+        cache.retain(|name, _| names.binary_search(name).is_ok());
         Ok(groups)
     }
 

@@ -501,3 +501,37 @@ fn a_body_that_does_not_arrive_times_out_and_others_are_served() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(!d.path().join("slow.prom").exists());
 }
+
+#[test]
+fn a_fifo_named_like_a_group_blocks_neither_list_nor_scrape() {
+    let d = tempfile::tempdir().unwrap();
+    let made = Command::new("mkfifo")
+        .arg(d.path().join("pipe.prom"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["push", "real"])
+        .stdin("m 1\n")
+        .run()
+        .status(0);
+    let list = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("list")
+        .run()
+        .status(0);
+    assert!(
+        list.stdout.contains("real.prom") && !list.stdout.contains("pipe.prom"),
+        "{}",
+        list.stdout
+    );
+    let server = TestServer::start(d.path());
+    assert!(
+        server
+            .scrape()
+            .contains("m{instance=\"\",job=\"real\"} 1\n")
+    );
+}
