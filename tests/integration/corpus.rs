@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::node_exporter::{NodeExporter, Scrape};
-use crate::util::{Test, copy_files};
+use crate::util::{Test, copy_files, failures_in_parallel};
 
 struct Case {
     dir: PathBuf,
@@ -71,34 +71,15 @@ fn node_exporter_agrees_with_the_verdicts() {
         .into_iter()
         .filter(|c| c.verdict != "crash")
         .collect();
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = cases
-            .chunks(cases.len().div_ceil(4))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let mut failures = Vec::new();
-                    for case in chunk {
-                        let Some(served) = served_cleanly(&case.dir) else {
-                            return failures;
-                        };
-                        let want_clean = matches!(case.verdict.as_str(), "clean" | "stricter");
-                        let place = format!("{} ({})", case.dir.display(), case.verdict);
-                        match (want_clean, served) {
-                            (true, Err(why)) => {
-                                failures.push(format!("{place}: not served cleanly: {why}"));
-                            }
-                            (false, Ok(())) => failures.push(format!("{place}: served cleanly")),
-                            _ => {}
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("worker"))
-            .collect()
+    let failures = failures_in_parallel(&cases, |case| {
+        let served = served_cleanly(&case.dir)?;
+        let want_clean = matches!(case.verdict.as_str(), "clean" | "stricter");
+        let place = format!("{} ({})", case.dir.display(), case.verdict);
+        match (want_clean, served) {
+            (true, Err(why)) => Some(format!("{place}: not served cleanly: {why}")),
+            (false, Ok(())) => Some(format!("{place}: served cleanly")),
+            _ => None,
+        }
     });
     assert!(
         failures.is_empty(),

@@ -14,7 +14,7 @@ use promdrop::protobuf::{
 use prost::Message as _;
 
 use crate::serve::{Pushgateway, TestServer};
-use crate::util::{http, http_get};
+use crate::util::{failures_in_parallel, http, http_get};
 
 /// One request of a case.
 struct Step {
@@ -650,22 +650,8 @@ fn run_case(case: &Case) -> Result<(), String> {
 fn promdrop_serve_answers_like_the_pushgateway() {
     let cases = cases();
     assert!(cases.len() >= 55, "only {} cases", cases.len());
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = cases
-            .chunks(cases.len().div_ceil(4))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|c| run_case(c).err().map(|e| format!("[{}] {e}", c.name)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("worker"))
-            .collect()
+    let failures = failures_in_parallel(&cases, |c| {
+        run_case(c).err().map(|e| format!("[{}] {e}", c.name))
     });
     assert!(
         failures.is_empty(),

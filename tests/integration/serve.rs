@@ -4,12 +4,12 @@
 
 use std::fs;
 use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Test, http, http_get, peer, promdrop};
+use crate::util::{Peer, Test, http, http_get, peer, promdrop};
 
 /// A running `promdrop serve`, killed by pid on drop.
 pub struct TestServer {
@@ -201,53 +201,35 @@ fn the_directory_is_shared_with_the_cli() {
     assert!(!server.scrape().contains("brief_metric"));
 }
 
-/// Starts the real Pushgateway on a free loopback port; killed on drop.
-pub struct Pushgateway {
-    child: Child,
-    pub addr: SocketAddr,
+/// The real Pushgateway 1.5.1 on a free loopback port; killed on drop.
+pub struct Pushgateway(Peer);
+
+impl std::ops::Deref for Pushgateway {
+    type Target = Peer;
+
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
 }
 
 impl Pushgateway {
     pub fn start() -> Option<Self> {
         let binary = peer("prometheus-pushgateway")?;
-        // A port probed free can be taken by another test before the gateway
-        // binds it: then the gateway exits, and we try another.
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let child = Command::new(&binary)
+        let command = |addr: SocketAddr| {
+            let mut command = Command::new(&binary);
+            command
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--persistence.file=")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut gateway = Self { child, addr };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if !matches!(gateway.child.try_wait(), Ok(None)) || Instant::now() > deadline {
-                    break;
-                }
-                let ready = http_get(addr, "/api/v1/status").is_ok_and(|(s, body)| {
-                    s == 200 && String::from_utf8_lossy(&body).contains("\"version\":\"1.5.1\"")
-                });
-                if ready {
-                    return Some(gateway);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("the Pushgateway did not start on any of 5 ports");
-    }
-}
-
-impl Drop for Pushgateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+                .stderr(Stdio::null());
+            command
+        };
+        let ready = |addr| {
+            http_get(addr, "/api/v1/status").is_ok_and(|(s, body)| {
+                s == 200 && String::from_utf8_lossy(&body).contains("\"version\":\"1.5.1\"")
+            })
+        };
+        Some(Self(Peer::start("the Pushgateway", command, ready)))
     }
 }
 

@@ -245,3 +245,76 @@ pub fn copy_files(from: &Path, to: &Path, skip: &[&str]) {
         }
     }
 }
+
+/// A peer program serving on a free loopback port, killed by pid when
+/// dropped, also when a test fails.
+pub struct Peer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// Starts `command(addr)` on a free loopback port and waits until
+    /// `ready(addr)` holds. A port probed free can be taken by another test
+    /// before the peer binds it; the peer then exits and another port is
+    /// tried. Starts are serialized across the test threads.
+    pub fn start(
+        what: &str,
+        mut command: impl FnMut(SocketAddr) -> Command,
+        ready: impl Fn(SocketAddr) -> bool,
+    ) -> Self {
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for _attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback port")
+                .port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let child = command(addr)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+            let mut peer = Self { child, addr };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(peer.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                if ready(addr) {
+                    // Still ours? A peer that lost the port exits at once.
+                    std::thread::sleep(Duration::from_millis(20));
+                    if matches!(peer.child.try_wait(), Ok(None)) {
+                        return peer;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("{what} did not start on any of 5 ports");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `check` on every item, on 4 threads; returns the failures it reported.
+pub fn failures_in_parallel<T: Sync>(
+    items: &[T],
+    check: impl Fn(&T) -> Option<String> + Sync,
+) -> Vec<String> {
+    let check = &check;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(4).max(1))
+            .map(|chunk| scope.spawn(move || chunk.iter().filter_map(check).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    })
+}
