@@ -25,10 +25,15 @@ pub(crate) struct WriteOptions {
     pub fsync: bool,
 }
 
-/// Publishes what `write` writes as `dir/name`. `before_rename` runs after the temp file
-/// is complete and synced, just before it replaces the target; an error
-/// from it aborts the write and leaves the target untouched. What it returns
-/// (a lock guard, say) is held across the rename and handed back.
+/// Publishes what `write` writes as `dir/name`.
+///
+/// `before_rename` runs after the temp file is complete and synced, just
+/// before it replaces the target; an error from it aborts the write and
+/// leaves the target untouched. What it returns (a lock guard, say) is held
+/// across the rename and handed to `after_rename`, which runs before the
+/// directory is synced: a directory lock is then not held across that sync,
+/// and concurrent writers share one journal commit. The journal commits
+/// renames in order, so a crash still leaves a prefix of them.
 pub(crate) fn write_atomic<T>(
     dir: &Path,
     temp_dir: &Path,
@@ -36,7 +41,8 @@ pub(crate) fn write_atomic<T>(
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+    after_rename: impl FnOnce(T),
+) -> Result<(), StoreError> {
     let io = |op: &'static str| move |source| StoreError::io(op, dir.join(name), source);
     let stem = name.strip_suffix(".prom").unwrap_or(name);
     let mut temp = tempfile::Builder::new()
@@ -55,10 +61,11 @@ pub(crate) fn write_atomic<T>(
     let held = before_rename()?;
     temp.persist(dir.join(name))
         .map_err(|e| io("rename into place")(e.error))?;
+    after_rename(held);
     if options.fsync {
         sync_dir(dir).map_err(io("fsync the directory after writing"))?;
     }
-    Ok(held)
+    Ok(())
 }
 
 /// Makes a rename or unlink in `dir` durable.

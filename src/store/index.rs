@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::exposition::MetricType;
@@ -21,7 +21,7 @@ use crate::exposition::validate::{FamilyPrint, Fingerprint};
 use super::{StoreError, is_prom_name};
 
 const INDEX_FILE: &str = "index";
-const MAGIC: &[u8; 8] = b"PDINDEX2";
+const MAGIC: &[u8; 8] = b"PDINDEX3";
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -136,15 +136,30 @@ impl Index {
     /// only under the directory lock, and a torn or missing cache is simply
     /// rebuilt. A failure here costs the next writer some parsing, nothing
     /// else.
+    ///
+    /// Overwritten rather than truncated: ext4 flushes a file truncated to
+    /// zero when it is closed, which would cost every push a disk write. The
+    /// checksum trailer catches a write torn by a crash.
     pub(crate) fn save(&self, state: &Path, mode: u32) {
-        if self.dirty {
-            let path = state.join(INDEX_FILE);
-            let created = !path.exists();
-            if fs::write(&path, encode(&self.files)).is_ok() && created {
-                // Shared with every writer, whatever this one's umask.
-                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
-            }
+        if !self.dirty {
+            return;
         }
+        let bytes = encode(&self.files);
+        let write = || -> std::io::Result<()> {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(mode)
+                .open(state.join(INDEX_FILE))?;
+            if file.metadata()?.permissions().mode() & 0o777 != mode {
+                // Shared with every writer, whatever this one's umask.
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+            }
+            file.write_all_at(&bytes, 0)?;
+            file.set_len(bytes.len() as u64)
+        };
+        let _ = write();
     }
 }
 
@@ -221,12 +236,25 @@ fn encode(files: &BTreeMap<String, Entry>) -> Vec<u8> {
             }
         }
     }
+    let sum = checksum(&out);
+    put_u64(&mut out, sum);
     out
+}
+
+/// FNV-1a: enough to tell a torn write from a whole one.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Reads what [`encode`] wrote; `None` on anything unexpected.
 fn decode(bytes: &[u8]) -> Option<BTreeMap<String, Entry>> {
-    let mut r = Reader(bytes.strip_prefix(MAGIC)?);
+    let (body, sum) = bytes.split_last_chunk::<8>()?;
+    if checksum(body) != u64::from_le_bytes(*sum) {
+        return None;
+    }
+    let mut r = Reader(body.strip_prefix(MAGIC)?);
     let mut files = BTreeMap::new();
     for _ in 0..r.u64()? {
         let name = r.string()?;
@@ -336,5 +364,13 @@ mod tests {
             );
         }
         assert!(decode(b"something else entirely").is_none());
+        // An in-place overwrite torn by a crash: the start of a new, shorter
+        // index over the rest of an older, longer one.
+        let mut older = files.clone();
+        older.get_mut("broken.prom").unwrap().size = 5;
+        older.insert("zz.prom".to_owned(), older["a.prom"].clone());
+        let mut torn = encode(&older);
+        torn[..bytes.len() / 2].copy_from_slice(&bytes[..bytes.len() / 2]);
+        assert!(decode(&torn).is_none(), "a torn cache was accepted");
     }
 }

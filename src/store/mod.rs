@@ -834,7 +834,8 @@ impl GroupLock<'_> {
             fsync: self.durable,
         };
         let temp_dir = store.state.join("tmp");
-        let critical = write_atomic(&store.dir, &temp_dir, &name, write, options, || {
+        let file = name.as_str();
+        let check = move || {
             let wait = store.options.wait;
             let lock =
                 FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
@@ -842,20 +843,22 @@ impl GroupLock<'_> {
                     waited: waited(wait),
                 })?;
             let index = store.current_index()?;
-            store.check_against_directory(&index, &name, &group.families, &print)?;
-            Ok((lock, index))
-        })?;
-        let (_dir_lock, mut index) = critical;
-        index.record(&store.dir, &name, print);
-        if store.save_index_every_write {
-            index.save(&store.state, store.lock_mode());
-        }
-        let stamp = Stamp::now(&store.dir, &store.state);
-        *store
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((index, stamp));
-        Ok(())
+            store.check_against_directory(&index, file, &group.families, &print)?;
+            Ok((lock, index, print))
+        };
+        let record = |(dir_lock, mut index, print): (FileLock, Index, Fingerprint)| {
+            index.record(&store.dir, file, print);
+            if store.save_index_every_write {
+                index.save(&store.state, store.lock_mode());
+            }
+            let stamp = Stamp::now(&store.dir, &store.state);
+            *store
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((index, stamp));
+            drop(dir_lock);
+        };
+        write_atomic(&store.dir, &temp_dir, &name, write, options, check, record)
     }
 
     /// Removes the group's file; `false` when there was none.
