@@ -647,7 +647,7 @@ fn shares_any(a: &[u64], b: &[u64]) -> bool {
 /// A fixed, documented 64-bit hash (`FxHash`'s word step over 8-byte chunks,
 /// then the length), so cached fingerprints stay valid across builds and
 /// hashing a series costs a few instructions per 8 bytes.
-fn fingerprint_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn fingerprint_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let step = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
     let mut chunks = bytes.chunks_exact(8);

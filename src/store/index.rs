@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::exposition::MetricType;
 use crate::exposition::parse::parse;
-use crate::exposition::validate::{FamilyPrint, Fingerprint};
+use crate::exposition::validate::{FamilyPrint, Fingerprint, fingerprint_hash};
 
 use super::{StoreError, is_prom_name};
 
@@ -236,22 +236,16 @@ fn encode(files: &BTreeMap<String, Entry>) -> Vec<u8> {
             }
         }
     }
-    let sum = checksum(&out);
+    // A checksum, to tell a write torn by a crash from a whole one.
+    let sum = fingerprint_hash(&out);
     put_u64(&mut out, sum);
     out
-}
-
-/// FNV-1a: enough to tell a torn write from a whole one.
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Reads what [`encode`] wrote; `None` on anything unexpected.
 fn decode(bytes: &[u8]) -> Option<BTreeMap<String, Entry>> {
     let (body, sum) = bytes.split_last_chunk::<8>()?;
-    if checksum(body) != u64::from_le_bytes(*sum) {
+    if fingerprint_hash(body) != u64::from_le_bytes(*sum) {
         return None;
     }
     let mut r = Reader(body.strip_prefix(MAGIC)?);
