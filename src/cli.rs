@@ -35,6 +35,10 @@ pub enum Command {
     Run(RunOptions),
     /// `promdrop serve`
     Serve(ServeOptions),
+    /// `promdrop completions`: the script, ready to print.
+    Completions(Vec<u8>),
+    /// `promdrop man`: the page in roff, ready to print.
+    Man(Vec<u8>),
 }
 
 /// Options of `promdrop push`.
@@ -185,7 +189,7 @@ enum Sub {
     /// and replaces the group's file in one atomic rename. A refused push
     /// changes nothing.
     ///
-    /// Example: backup.sh | promdrop push backup instance=db1 --ttl 26h
+    /// Example: backup.sh | promdrop push backup instance=db1 --ttl 8d
     Push {
         #[command(flatten)]
         key: KeyArgs,
@@ -237,7 +241,7 @@ enum Sub {
     /// the command's status, or 128+N when signal N ended it. The command may
     /// write its own metrics to the file named by PROMDROP_METRICS_FILE.
     ///
-    /// Example: promdrop run backup --timeout 2h --ttl 26h -- /usr/local/bin/backup.sh
+    /// Example: promdrop run backup --timeout 2h --ttl 8d -- /usr/local/bin/backup.sh
     Run {
         #[command(flatten)]
         key: KeyArgs,
@@ -287,6 +291,27 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script.
+    ///
+    /// Example: source <(promdrop completions bash)
+    Completions {
+        /// The shell.
+        shell: ShellArg,
+    },
+    /// Print a manual page (roff), for promdrop or one of its commands.
+    ///
+    /// Example: promdrop man push | man -l -
+    Man {
+        /// A command, e.g. `push`; the overview page if none.
+        command: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Parses the process arguments; exits with usage help on error.
@@ -351,6 +376,8 @@ fn from_args(args: Args) -> Result<Command, String> {
             },
         ),
         Sub::Check { paths, json } => Command::Check(CheckOptions { paths, json }),
+        Sub::Completions { shell } => Command::Completions(completions(shell)),
+        Sub::Man { command } => Command::Man(man_page(command.as_deref())?),
         Sub::Serve(serve) => Command::Serve(serve_options(store, serve)),
         Sub::Run {
             key: k,
@@ -402,6 +429,39 @@ fn serve_options(store: StoreOptions, args: ServeArgs) -> ServeOptions {
         sweep_every,
         body_timeout: args.body_timeout,
     }
+}
+
+fn completions(shell: ShellArg) -> Vec<u8> {
+    let shell = match shell {
+        ShellArg::Bash => clap_complete::Shell::Bash,
+        ShellArg::Zsh => clap_complete::Shell::Zsh,
+        ShellArg::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "promdrop", &mut script);
+    script
+}
+
+/// The page of `promdrop` itself, or of one command as `promdrop-COMMAND(1)`.
+fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut top = Args::command();
+    top.build();
+    let page = match command {
+        None => top,
+        Some(name) => {
+            let sub = top
+                .find_subcommand(name)
+                .ok_or_else(|| format!("no command {name:?}; `promdrop help` lists them"))?;
+            sub.clone()
+                .name(format!("promdrop-{name}"))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut roff)
+        .map_err(|e| e.to_string())?;
+    Ok(roff)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

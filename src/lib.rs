@@ -55,6 +55,11 @@ pub fn run(command: Command) -> Result<Exit> {
             server::serve(&options)?;
             Ok(Exit::Success)
         }
+        Command::Completions(text) | Command::Man(text) => {
+            let mut stdout = stdout;
+            io::Write::write_all(&mut stdout, &text)?;
+            Ok(Exit::Success)
+        }
     }
 }
 

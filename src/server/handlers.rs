@@ -13,8 +13,9 @@ use crate::exposition::render::render;
 use crate::grouping_key::{GroupingKey, UrlKeyError};
 use crate::store::{PushMode, Store, StoreError};
 
-use super::api;
+use super::failures::Failures;
 use super::stats::{OWN_METRICS, Stats};
+use super::{api, status};
 
 /// The header a push may carry to set its group's TTL, e.g. `26h`.
 pub const TTL_HEADER: &str = "x-promdrop-ttl";
@@ -114,10 +115,9 @@ impl HttpError {
         }
     }
 
-    /// The response for this error: the status, and the message as a plain
-    /// text body.
-    pub fn response(&self) -> Response {
-        let status = match self {
+    /// The status code for this error.
+    pub fn status(&self) -> u16 {
+        match self {
             Self::NotFound | Self::BadKey(UrlKeyError::NoRoute) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::BadKey(_)
@@ -129,8 +129,12 @@ impl HttpError {
             Self::Store(StoreError::NotOurs(_)) => 409,
             Self::Store(StoreError::LockTimeout { .. }) => 503,
             Self::Store(_) => 500,
-        };
-        let message = match self {
+        }
+    }
+
+    /// The message the client gets, as the CLI would print it.
+    pub fn message(&self) -> String {
+        match self {
             Self::Store(StoreError::Invalid(problems)) => {
                 format!(
                     "pushed metrics are invalid or inconsistent with existing metrics: {}",
@@ -139,8 +143,13 @@ impl HttpError {
             }
             Self::Store(err) => crate::error_chain(err),
             other => other.to_string(),
-        };
-        let mut response = Response::text(status, &message);
+        }
+    }
+
+    /// The response for this error: the status, and the message as a plain
+    /// text body.
+    pub fn response(&self) -> Response {
+        let mut response = Response::text(self.status(), &self.message());
         if let Self::MethodNotAllowed(allow) = self {
             response.headers.push(("allow", (*allow).into()));
         }
@@ -172,6 +181,8 @@ pub struct App {
     pub flags: Vec<(String, String)>,
     /// promdrop's own metrics.
     pub stats: Stats,
+    /// The last refused push per grouping key, for the status page.
+    pub failures: Failures,
     /// Asks the server to stop (`/-/quit`).
     pub quit: Box<dyn Fn() + Send + Sync>,
 }
@@ -227,6 +238,7 @@ fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpEr
         );
     }
     match (path, method) {
+        ("/", "GET") => ("status_page", status_page(app)),
         ("/-/healthy", "GET") => ("healthy", Ok(Response::text(200, "OK"))),
         ("/-/ready", "GET") => ("ready", Ok(Response::text(200, "OK"))),
         ("/-/quit", "PUT" | "POST") if app.lifecycle => {
@@ -249,7 +261,7 @@ fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpEr
         }
         ("/api/v1/status", "GET") => ("status", Ok(api::status(app))),
         ("/api/v1/metrics", "GET") => ("api_metrics", api::metrics(app)),
-        ("/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {
+        ("/" | "/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {
             ("other", not_allowed("GET, OPTIONS"))
         }
         ("/api/v1/admin/wipe", "PUT") if app.admin_api => ("wipe", wipe(app)),
@@ -258,14 +270,33 @@ fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpEr
     }
 }
 
+/// A push to the group in `key_path`; a refusal (4xx) is remembered for
+/// the status page, in memory only, and a success forgets it.
 fn push(
     app: &App,
     key_path: &str,
     mode: PushMode,
     request: &Request,
 ) -> Result<Response, HttpError> {
-    let arrived = std::time::Instant::now();
     let key = GroupingKey::from_url_path(key_path)?;
+    let result = push_to(app, &key, mode, request);
+    match &result {
+        Ok(_) => app.failures.clear(&key),
+        Err(err) if (400..500).contains(&err.status()) => {
+            app.failures.record(&key, SystemTime::now(), &err.message());
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+fn push_to(
+    app: &App,
+    key: &GroupingKey,
+    mode: PushMode,
+    request: &Request,
+) -> Result<Response, HttpError> {
+    let arrived = std::time::Instant::now();
     let ttl = match request.header(TTL_HEADER) {
         Some(text) => Some(duration::parse(text.trim()).map_err(HttpError::BadTtl)?),
         None => app.default_ttl,
@@ -279,7 +310,7 @@ fn push(
         )));
     }
     app.store
-        .push(&key, families, mode, ttl, SystemTime::now())?;
+        .push(key, families, mode, ttl, SystemTime::now())?;
     app.stats.pushed(body.len(), arrived.elapsed());
     Ok(Response::new(200, Vec::new()))
 }
@@ -287,6 +318,7 @@ fn push(
 fn delete(app: &App, key_path: &str) -> Result<Response, HttpError> {
     let key = GroupingKey::from_url_path(key_path)?;
     app.store.delete(&key)?;
+    app.failures.clear(&key);
     Ok(Response::new(202, Vec::new()))
 }
 
@@ -295,7 +327,24 @@ fn wipe(app: &App) -> Result<Response, HttpError> {
     for info in app.store.list()? {
         app.store.delete(&info.group.key)?;
     }
+    app.failures.clear_all();
     Ok(Response::new(202, Vec::new()))
+}
+
+/// `GET /`: the status page, every group and every remembered refusal.
+fn status_page(app: &App) -> Result<Response, HttpError> {
+    let rows = status::rows(app.store.list()?, app.failures.all());
+    let page = status::render(app.store.dir(), &rows, SystemTime::now());
+    let mut response = Response::new(200, page);
+    response.headers.extend([
+        ("content-type", "text/html; charset=utf-8".to_owned()),
+        ("cache-control", "no-cache".to_owned()),
+        (
+            "content-security-policy",
+            status::CONTENT_SECURITY_POLICY.to_owned(),
+        ),
+    ]);
+    Ok(response)
 }
 
 /// Every live group (expired ones are never served), families of the same
@@ -452,6 +501,7 @@ mod tests {
             started: std::time::SystemTime::now(),
             flags: Vec::new(),
             stats: super::Stats::default(),
+            failures: super::Failures::default(),
             quit: Box::new(|| {}),
         }
     }
@@ -762,6 +812,63 @@ mod tests {
             handle(&app, &request("GET", "/pg/api/v1/admin/wipe", "")).status,
             405
         );
+    }
+
+    #[test]
+    fn status_page_remembers_refusals_in_memory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path());
+        app.prefix = "/pg".into();
+        let page = |app: &App| {
+            let response = handle(app, &request("GET", "/pg/", ""));
+            assert_eq!(response.status, 200, "{}", text(&response));
+            assert!(
+                response
+                    .headers
+                    .contains(&("content-type", "text/html; charset=utf-8".into()))
+            );
+            text(&response)
+        };
+        assert!(page(&app).contains("No groups yet."));
+        assert_eq!(handle(&app, &request("GET", "/", "")).status, 404);
+        let refused = handle(&app, &request("PUT", "/pg/metrics/job/new", "m 1"));
+        assert_eq!(refused.status, 400);
+        let shown = page(&app);
+        assert!(
+            shown.contains("<td class=\"nodata\">no data</td>")
+                && shown.contains("text format parsing error in line 1"),
+            "{shown}"
+        );
+        assert!(!dir.path().join("new.prom").exists());
+        assert!(!text(&handle(&app, &request("GET", "/pg/metrics", ""))).contains("job=\"new\""));
+        // A success forgets the failure; a later refusal of the same group
+        // shows next to its data; a delete forgets it again.
+        assert_eq!(
+            handle(&app, &request("PUT", "/pg/metrics/job/new", "m 1\n")).status,
+            200
+        );
+        assert!(!page(&app).contains("class=\"refused\""));
+        let mut bad_ttl = request("PUT", "/pg/metrics/job/new", "m 2\n");
+        bad_ttl
+            .headers
+            .push((super::TTL_HEADER.into(), "soon".into()));
+        assert_eq!(handle(&app, &bad_ttl).status, 400);
+        let shown = page(&app);
+        assert!(
+            shown.contains("<tr class=\"refused\">")
+                && shown.contains("bad x-promdrop-ttl header")
+                && !shown.contains("no data"),
+            "{shown}"
+        );
+        assert_eq!(
+            handle(&app, &request("DELETE", "/pg/metrics/job/new", "")).status,
+            202
+        );
+        assert!(page(&app).contains("No groups yet."));
+        // Other methods get what the other read-only routes get.
+        let post = handle(&app, &request("POST", "/pg/", ""));
+        let healthy = handle(&app, &request("POST", "/pg/-/healthy", ""));
+        assert_eq!((post.status, &post.headers), (405, &healthy.headers));
     }
 
     #[test]

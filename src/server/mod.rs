@@ -6,8 +6,10 @@
 //! requests in flight.
 
 mod api;
+mod failures;
 pub mod handlers;
 mod stats;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,6 +109,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         started: std::time::SystemTime::now(),
         flags: options.flags(),
         stats: Stats::default(),
+        failures: failures::Failures::default(),
         quit: Box::new(move || notify.notify_one()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,14 +126,29 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     runtime.block_on(run(app, options, quit))
 }
 
+/// The listening socket systemd passed (socket activation: `LISTEN_FDS`),
+/// else a new one on the configured address; and how it was obtained, for
+/// the log.
+async fn listen(options: &ServeOptions) -> Result<(TcpListener, &'static str), ServeError> {
+    let failed = |source| ServeError::Listen {
+        addr: options.listen,
+        source,
+    };
+    match listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .map_err(failed)?
+    {
+        Some(inherited) => {
+            inherited.set_nonblocking(true).map_err(failed)?;
+            let listener = TcpListener::from_std(inherited).map_err(failed)?;
+            Ok((listener, " (socket from systemd)"))
+        }
+        None => Ok((TcpListener::bind(options.listen).await.map_err(failed)?, "")),
+    }
+}
+
 async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result<(), ServeError> {
-    let listener =
-        TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr: options.listen,
-                source,
-            })?;
+    let (listener, how) = listen(options).await?;
     let bound = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: options.listen,
         source,
@@ -148,7 +166,7 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
     tokio::pin!(shutdown);
     // Announced only now: the signals are handled from here on.
     log(&format!(
-        "listening on http://{bound}/ serving {:?}",
+        "listening on http://{bound}/{how} serving {:?}",
         app.store.dir()
     ));
     loop {

@@ -2,11 +2,15 @@
 //! the helpers in `util` and the real node_exporter in `node_exporter`.
 
 mod check;
+mod cli;
 mod corpus;
+mod e2e;
 mod node_exporter;
+mod packaging;
 mod protobuf;
 mod pushgateway;
 mod run;
 mod serve;
+mod status;
 mod store;
 mod util;

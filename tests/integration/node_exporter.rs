@@ -69,6 +69,11 @@ impl NodeExporter {
         })
     }
 
+    /// The loopback address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.peer.addr
+    }
+
     /// Scrapes `/metrics` once.
     pub fn scrape(&self) -> Scrape {
         let (status, body) = http_get(self.peer.addr, "/metrics").expect("node_exporter answers");

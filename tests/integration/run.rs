@@ -583,14 +583,16 @@ fn node_exporter_serves_recorded_runs_cleanly() {
 #[test]
 fn shipped_alert_rules_pass_promtool_and_use_the_recorded_names() {
     let rules_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/prometheus");
-    let rules = fs::read_to_string(rules_dir.join("promdrop-run.rules.yml")).unwrap();
+    let rules = ["promdrop-run.rules.yml", "promdrop-groups.rules.yml"]
+        .map(|file| fs::read_to_string(rules_dir.join(file)).unwrap())
+        .concat();
     // Every metric the rules use is one that `run` writes.
     let d = tempfile::tempdir().unwrap();
     run(d.path(), &["job", "--", "true"]).status(0);
     let written = fs::read_to_string(d.path().join("job.prom")).unwrap();
     let used: std::collections::BTreeSet<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("promdrop_run_"))
+        .filter(|w| w.starts_with("promdrop_run_") || *w == "push_time_seconds")
         .collect();
     assert!(used.len() >= 6, "{used:?}");
     for name in used {
@@ -602,18 +604,24 @@ fn shipped_alert_rules_pass_promtool_and_use_the_recorded_names() {
     let Some(promtool) = peer("promtool") else {
         return;
     };
-    for (verb, file) in [
-        ("check", "promdrop-run.rules.yml"),
-        ("test", "promdrop-run.rules.test.yml"),
+    // Run from elsewhere, so that relative paths must resolve against the
+    // file that names them.
+    for [verb, what, file] in [
+        ["check", "rules", "promdrop-run.rules.yml"],
+        ["test", "rules", "promdrop-run.rules.test.yml"],
+        ["check", "rules", "promdrop-groups.rules.yml"],
+        ["test", "rules", "promdrop-groups.rules.test.yml"],
+        ["check", "config", "prometheus.yml"],
     ] {
         let out = std::process::Command::new(&promtool)
-            .args([verb, "rules", file])
-            .current_dir(&rules_dir)
+            .args([verb, what])
+            .arg(rules_dir.join(file))
+            .current_dir(d.path())
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "promtool {verb} rules {file}:\n{}{}",
+            "promtool {verb} {what} {file}:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

@@ -517,3 +517,42 @@ fn a_fifo_named_like_a_group_blocks_neither_list_nor_scrape() {
             .contains("m{instance=\"\",job=\"real\"} 1\n")
     );
 }
+
+#[test]
+fn serves_on_a_socket_passed_by_systemd() {
+    // systemd's own test launcher binds the socket and execs promdrop with
+    // it as fd 3 (LISTEN_FDS=1), as a .socket unit does. --listen names an
+    // address promdrop could not bind, so only the passed socket can work.
+    let Some(activate) = peer("systemd-socket-activate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let command = |addr: SocketAddr| {
+        let mut command = Command::new(&activate);
+        command
+            .arg(format!("--listen={addr}"))
+            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", "192.0.2.1:9091"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+    let ready = |addr| http_get(addr, "/-/healthy").is_ok_and(|(status, _)| status == 200);
+    let server = Peer::start(
+        "promdrop serve under systemd-socket-activate",
+        command,
+        ready,
+    );
+    let body = b"# TYPE activated gauge\nactivated 1\n";
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/socket", &[], body).unwrap();
+    assert_eq!(status, 200);
+    let (_, scrape) = http_get(server.addr, "/metrics").unwrap();
+    let scrape = String::from_utf8(scrape).unwrap();
+    assert!(
+        scrape.contains("activated{instance=\"\",job=\"socket\"} 1"),
+        "{scrape}"
+    );
+    assert!(dir.path().join("socket.prom").is_file());
+}

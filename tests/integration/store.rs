@@ -13,7 +13,7 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, peer, promdrop};
+use crate::util::{Rng, Test, is_root, peer, promdrop};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -620,7 +620,7 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     assert_eq!(after, before_prom);
     // A directory the writer may not write.
     let unwritable = |test: Test| {
-        if nix_is_root() {
+        if is_root() {
             test.uid(65_534)
         } else {
             let mut perms = fs::metadata(d.path()).unwrap().permissions();
@@ -653,13 +653,6 @@ fn failed_writes_leave_the_old_file_byte_identical() {
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
         .collect();
     assert_eq!(after, before_prom);
-}
-
-fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    })
 }
 
 /// Fills `dir` with groups of every metric type, some sharing families.
@@ -861,7 +854,7 @@ fn state_directory_on_another_filesystem_is_refused() {
 
 #[test]
 fn cron_jobs_of_several_users_share_a_setgid_directory() {
-    if !nix_is_root() {
+    if !is_root() {
         eprintln!("skipping: changing users needs root");
         return;
     }

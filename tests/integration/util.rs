@@ -177,6 +177,14 @@ pub fn peer(program: &str) -> Option<PathBuf> {
     found
 }
 
+/// Whether the tests run as root (as in CI), which changing owners needs.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
 /// A plain HTTP/1.0 GET on loopback: `(status, body)`.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     http(addr, "GET", path, &[], b"")
