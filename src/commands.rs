@@ -3,12 +3,12 @@
 //! formats live here; files are the store's business.
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::{ExpireMode, ListFormat, PushOptions};
-use crate::duration::human;
+use crate::duration::{human, timestamp};
 use crate::exit::Exit;
 use crate::exposition::parse::parse;
 use crate::grouping_key::GroupingKey;
@@ -118,21 +118,6 @@ pub fn expire(options: StoreOptions, mode: ExpireMode, mut out: impl Write) -> R
     Ok(Exit::Success)
 }
 
-fn age(info: &GroupInfo, now: SystemTime) -> Option<Duration> {
-    let pushed = info.group.pushed_at()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    Duration::try_from_secs_f64((now - pushed).max(0.0)).ok()
-}
-
-fn timestamp(seconds: f64) -> String {
-    #[allow(clippy::cast_possible_truncation)]
-    let millis = (seconds * 1000.0) as i64;
-    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
-        || "-".to_owned(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
-}
-
 fn table_row(info: &GroupInfo, now: SystemTime) -> [String; 6] {
     let group = &info.group;
     let ttl = group.ttl.map_or_else(|| "-".to_owned(), human);
@@ -145,7 +130,7 @@ fn table_row(info: &GroupInfo, now: SystemTime) -> [String; 6] {
         group.key.to_string(),
         info.file.clone(),
         group.pushed_at().map_or_else(|| "-".to_owned(), timestamp),
-        age(info, now).map_or_else(|| "-".to_owned(), human),
+        group.age(now).map_or_else(|| "-".to_owned(), human),
         ttl,
         group.series().to_string(),
     ]
@@ -164,7 +149,7 @@ fn json_row(info: &GroupInfo, now: SystemTime) -> serde_json::Value {
         "file": info.file,
         "last_push": group.pushed_at().map(timestamp),
         "last_push_seconds": group.pushed_at(),
-        "age_seconds": age(info, now).map(|d| d.as_secs_f64()),
+        "age_seconds": group.age(now).map(|d| d.as_secs_f64()),
         "ttl_seconds": group.ttl.map(|d| d.as_secs()),
         "expired": group.expired(now),
         "series": group.series(),

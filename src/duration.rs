@@ -61,6 +61,16 @@ pub fn human(duration: Duration) -> String {
     }
 }
 
+/// Unix seconds as RFC 3339 in UTC, to the second; `-` when out of range.
+pub fn timestamp(seconds: f64) -> String {
+    #[allow(clippy::cast_possible_truncation)]
+    let millis = (seconds * 1000.0) as i64;
+    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

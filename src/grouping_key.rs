@@ -52,6 +52,18 @@ pub enum KeyError {
 }
 
 impl GroupingKey {
+    /// A valid key from string slices, for tests.
+    #[cfg(test)]
+    pub(crate) fn of(job: &str, labels: &[(&str, &str)]) -> Self {
+        Self::new(
+            job,
+            labels
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        )
+        .expect("a valid key")
+    }
+
     /// A key from a job and labels, validated.
     pub fn new(
         job: impl Into<String>,
@@ -326,13 +338,7 @@ mod tests {
     use crate::exposition::render::to_string;
 
     fn key(job: &str, labels: &[(&str, &str)]) -> GroupingKey {
-        GroupingKey::new(
-            job,
-            labels
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-        )
-        .unwrap()
+        GroupingKey::of(job, labels)
     }
 
     #[test]

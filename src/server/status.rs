@@ -7,9 +7,9 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use crate::duration::human;
+use crate::duration::{human, timestamp};
 use crate::grouping_key::GroupingKey;
 use crate::store::{Group, GroupInfo};
 
@@ -112,7 +112,7 @@ fn render_row(page: &mut String, row: &Row, now: SystemTime) {
     match &row.group {
         Some(group) => {
             let pushed = group.pushed_at();
-            let age = pushed.map(|p| age(p, now));
+            let age = group.age(now);
             let ttl_left = match (group.ttl, age) {
                 (None, _) => "none".to_owned(),
                 (Some(_), _) if group.expired(now) => "expired".to_owned(),
@@ -187,24 +187,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Time since a push at `pushed` (Unix seconds), never negative.
-fn age(pushed: f64, now: SystemTime) -> Duration {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    Duration::try_from_secs_f64((now - pushed).max(0.0)).unwrap_or(Duration::MAX)
-}
-
-/// Unix seconds in RFC 3339, UTC, to the second.
-fn timestamp(seconds: f64) -> String {
-    #[allow(clippy::cast_possible_truncation)]
-    let millis = (seconds * 1000.0) as i64;
-    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
-        || "-".to_owned(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -217,13 +199,7 @@ mod tests {
     use crate::store::{Group, GroupInfo};
 
     fn key(job: &str, labels: &[(&str, &str)]) -> GroupingKey {
-        GroupingKey::new(
-            job,
-            labels
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
-        )
-        .unwrap()
+        GroupingKey::of(job, labels)
     }
 
     fn group(key: GroupingKey, pushed: f64, ttl: Option<u64>, series: usize) -> Group {

@@ -186,6 +186,13 @@ impl Group {
         self.single_value("push_time_seconds")
     }
 
+    /// Time since the last push, never negative; `None` without a push time.
+    pub fn age(&self, now: SystemTime) -> Option<Duration> {
+        let pushed = self.pushed_at()?;
+        let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+        Duration::try_from_secs_f64((now - pushed).max(0.0)).ok()
+    }
+
     /// The value of a family that holds a single series, like the push times.
     pub fn single_value(&self, name: &str) -> Option<f64> {
         self.families
