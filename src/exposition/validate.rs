@@ -585,7 +585,7 @@ impl Fingerprint {
 
     /// The names a family of another file must have to possibly conflict
     /// with this one: the same names, and the suffix relatives.
-    fn related_names(&self) -> HashMap<String, Option<&FamilyPrint>> {
+    pub(crate) fn related_names(&self) -> HashMap<String, Option<&FamilyPrint>> {
         let mut related = HashMap::new();
         for family in &self.families {
             related.insert(family.name.clone(), Some(family));

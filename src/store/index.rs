@@ -18,6 +18,7 @@ use crate::exposition::MetricType;
 use crate::exposition::parse::parse;
 use crate::exposition::validate::{FamilyPrint, Fingerprint, fingerprint_hash};
 
+use super::postings::Postings;
 use super::{StoreError, is_prom_name};
 
 const INDEX_FILE: &str = "index";
@@ -27,6 +28,9 @@ const MAGIC: &[u8; 8] = b"PDINDEX3";
 pub(crate) struct Index {
     files: BTreeMap<String, Entry>,
     dirty: bool,
+    /// The inverted view, kept by a long-lived store only: building it
+    /// costs a pass over every series, which a one-shot push need not pay.
+    postings: Option<Postings>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,14 +65,50 @@ impl Entry {
 
 impl Index {
     /// Loads the cache; a missing, unreadable or outdated one starts empty.
-    pub(crate) fn load(state: &Path) -> Self {
-        let files = fs::read(state.join(INDEX_FILE))
+    /// With `inverted`, also builds the [`Postings`], which every later
+    /// change then keeps current.
+    pub(crate) fn load(state: &Path, inverted: bool) -> Self {
+        let files: BTreeMap<String, Entry> = fs::read(state.join(INDEX_FILE))
             .ok()
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default();
+        let postings = inverted.then(|| {
+            let mut postings = Postings::default();
+            for (name, entry) in &files {
+                if let Some(print) = &entry.print {
+                    postings.add(name, print);
+                }
+            }
+            postings
+        });
         Self {
             files,
             dirty: false,
+            postings,
+        }
+    }
+
+    /// Sets the entry of file `name`.
+    fn put(&mut self, name: String, entry: Entry) {
+        if let Some(postings) = &mut self.postings {
+            if let Some(print) = self.files.get(&name).and_then(|e| e.print.as_ref()) {
+                postings.remove(&name, print);
+            }
+            if let Some(print) = &entry.print {
+                postings.add(&name, print);
+            }
+        }
+        self.files.insert(name, entry);
+        self.dirty = true;
+    }
+
+    /// Forgets file `name`.
+    fn forget(&mut self, name: &str) {
+        if let Some(entry) = self.files.remove(name) {
+            if let (Some(postings), Some(print)) = (&mut self.postings, &entry.print) {
+                postings.remove(name, print);
+            }
+            self.dirty = true;
         }
     }
 
@@ -96,9 +136,15 @@ impl Index {
                 present.insert(name, meta);
             }
         }
-        let before = self.files.len();
-        self.files.retain(|name, _| present.contains_key(name));
-        self.dirty |= self.files.len() != before;
+        let vanished: Vec<String> = self
+            .files
+            .keys()
+            .filter(|name| !present.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in vanished {
+            self.forget(&name);
+        }
         for (name, meta) in present {
             if self.files.get(&name).is_some_and(|e| e.matches(&meta)) {
                 continue;
@@ -107,14 +153,18 @@ impl Index {
                 .ok()
                 .and_then(|bytes| parse(&bytes).ok())
                 .map(|f| Fingerprint::of(&f));
-            self.files.insert(name, Entry::new(&meta, print));
-            self.dirty = true;
+            self.put(name, Entry::new(&meta, print));
         }
         Ok(())
     }
 
-    /// Files other than `name` whose content might conflict with `print`.
+    /// Files other than `name` whose content might conflict with `print`:
+    /// looked up in the [`Postings`] when this index keeps them, else found
+    /// by scanning every file's families.
     pub(crate) fn candidates(&self, name: &str, print: &Fingerprint) -> Vec<String> {
+        if let Some(postings) = &self.postings {
+            return postings.candidates(name, print);
+        }
         let others = self
             .files
             .iter()
@@ -126,9 +176,7 @@ impl Index {
     /// Records a file just published.
     pub(crate) fn record(&mut self, dir: &Path, name: &str, print: Fingerprint) {
         if let Ok(meta) = fs::metadata(dir.join(name)) {
-            self.files
-                .insert(name.to_owned(), Entry::new(&meta, Some(print)));
-            self.dirty = true;
+            self.put(name.to_owned(), Entry::new(&meta, Some(print)));
         }
     }
 

@@ -18,6 +18,7 @@
 mod atomic;
 mod index;
 mod lock;
+mod postings;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -334,9 +335,10 @@ pub struct Store {
     /// The fingerprint index as of this store's last write, and what the
     /// directory looked like then.
     cache: std::sync::Mutex<Option<(Index, Stamp)>>,
-    /// Write the index file after every write (one-shot processes), or only
-    /// on [`Store::flush_index`] (a server).
-    save_index_every_write: bool,
+    /// A server: the index stays in memory, inverted, and its file is
+    /// written only by [`Store::flush_index`]; a one-shot process writes the
+    /// file after every write.
+    long_lived: bool,
     /// Groups as last parsed, by file name, with the file identity then.
     parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, Group)>>,
 }
@@ -405,7 +407,7 @@ impl Store {
                 options,
                 shared,
                 cache: std::sync::Mutex::new(None),
-                save_index_every_write: true,
+                long_lived: false,
                 parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
             },
             meta,
@@ -414,11 +416,13 @@ impl Store {
 
     /// Keeps the fingerprint index in memory between writes, for a
     /// long-lived process: a push then costs no directory listing unless the
-    /// directory changed behind its back, and the index file is written only
-    /// by [`Store::flush_index`].
+    /// directory changed behind its back, finding the files it might
+    /// conflict with costs lookups for its own families and series (however
+    /// many groups are stored), and the index file is written only by
+    /// [`Store::flush_index`].
     #[must_use]
     pub fn keep_index_in_memory(mut self) -> Self {
-        self.save_index_every_write = false;
+        self.long_lived = true;
         self
     }
 
@@ -438,11 +442,16 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut index = cache
             .take()
-            .map_or_else(|| Index::load(&self.state), |(index, _)| index);
+            .map_or_else(|| self.load_index(), |(index, _)| index);
         index.refresh(&self.dir)?;
         index.save(&self.state, self.lock_mode());
         *cache = Some((index, Stamp::now(&self.dir, &self.state)));
         Ok(())
+    }
+
+    /// The index file's content; a long-lived store also inverts it.
+    fn load_index(&self) -> Index {
+        Index::load(&self.state, self.long_lived)
     }
 
     /// The index as it is now, from memory when nothing changed since this
@@ -461,7 +470,7 @@ impl Store {
                 Ok(index)
             }
             _ => {
-                let mut index = Index::load(&self.state);
+                let mut index = self.load_index();
                 index.refresh(&self.dir)?;
                 Ok(index)
             }
@@ -855,7 +864,7 @@ impl GroupLock<'_> {
         };
         let record = |(dir_lock, mut index, print): (FileLock, Index, Fingerprint)| {
             index.record(&store.dir, file, print);
-            if store.save_index_every_write {
+            if !store.long_lived {
                 index.save(&store.state, store.lock_mode());
             }
             let stamp = Stamp::now(&store.dir, &store.state);
