@@ -9,7 +9,7 @@ use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
 use crate::check::CheckOptions;
 use crate::duration::parse as parse_duration;
 use crate::grouping_key::GroupingKey;
-use crate::server::ServeOptions;
+use crate::server::{Limits, ServeOptions};
 use crate::store::{PushMode, StoreOptions, Wait};
 use crate::wrap::{Overlap, RunOptions, Spec};
 
@@ -153,8 +153,24 @@ struct ServeArgs {
     #[arg(long = "persistence.interval", value_name = "DURATION")]
     persistence_interval: Option<String>,
     /// Largest request body accepted, in bytes, after decompression.
-    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = Limits::default().body, value_name = "BYTES")]
     max_body: usize,
+    /// Largest gzip-compressed request body accepted, in bytes, as sent.
+    #[arg(long, default_value_t = Limits::default().compressed_body, value_name = "BYTES")]
+    max_compressed_body: usize,
+    /// Most series one push may hold.
+    #[arg(long, default_value_t = Limits::default().series, value_name = "N")]
+    max_series_per_push: usize,
+    /// Longest label name accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().label_name, value_name = "BYTES")]
+    max_label_name_length: usize,
+    /// Longest label value accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().label_value, value_name = "BYTES")]
+    max_label_value_length: usize,
+    /// Most groups (`.prom` files) the directory may hold; a push that would
+    /// create one more is refused with 403.
+    #[arg(long, default_value_t = Limits::default().groups, value_name = "N")]
+    max_groups: usize,
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -419,7 +435,14 @@ fn serve_options(store: StoreOptions, args: ServeArgs) -> ServeOptions {
     ServeOptions {
         store,
         listen: args.listen,
-        max_body: args.max_body,
+        limits: Limits {
+            compressed_body: args.max_compressed_body,
+            body: args.max_body,
+            series: args.max_series_per_push,
+            label_name: args.max_label_name_length,
+            label_value: args.max_label_value_length,
+            groups: args.max_groups,
+        },
         max_connections: args.max_connections,
         prefix: args.route_prefix,
         telemetry_path: args.telemetry_path,

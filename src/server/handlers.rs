@@ -14,6 +14,7 @@ use crate::grouping_key::{GroupingKey, UrlKeyError};
 use crate::store::{PushMode, Store, StoreError};
 
 use super::failures::Failures;
+use super::limits::{Cap, Limits, OverLimit};
 use super::stats::{OWN_METRICS, Stats};
 use super::{api, status};
 
@@ -93,9 +94,9 @@ pub enum HttpError {
     /// The body did not arrive in time.
     #[error("request body not received within {0:?}")]
     BodyTimeout(Duration),
-    /// A body past the size limit, compressed or decompressed.
-    #[error("request body exceeds the limit of {0} bytes")]
-    TooLarge(usize),
+    /// A request past one of the configured caps.
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,7 +109,7 @@ impl HttpError {
             Self::NotFound | Self::MethodNotAllowed(_) => "route",
             Self::BadKey(_) => "grouping_key",
             Self::BadBody(_) | Self::BadTtl(_) => "body",
-            Self::TooLarge(_) => "too_large",
+            Self::OverLimit(_) => "limit",
             Self::BodyTimeout(_) => "timeout",
             Self::Store(StoreError::Invalid(_)) => "inconsistent",
             Self::Store(_) => "store",
@@ -124,7 +125,11 @@ impl HttpError {
             | Self::BadBody(_)
             | Self::BadTtl(_)
             | Self::Store(StoreError::Invalid(_)) => 400,
-            Self::TooLarge(_) => 413,
+            Self::OverLimit(over) => match over.cap {
+                Cap::CompressedBody | Cap::Body | Cap::Series => 413,
+                Cap::LabelName | Cap::LabelValue => 400,
+                Cap::Groups => 403,
+            },
             Self::BodyTimeout(_) => 408,
             Self::Store(StoreError::NotOurs(_)) => 409,
             Self::Store(StoreError::LockTimeout { .. }) => 503,
@@ -161,8 +166,8 @@ impl HttpError {
 pub struct App {
     /// The directory of group files.
     pub store: Store,
-    /// The largest body accepted, after decompression.
-    pub max_body: usize,
+    /// The caps on what a client can send or make the server hold.
+    pub limits: Limits,
     /// How long a client may take to send a request's body.
     pub body_timeout: Duration,
     /// Prefix of every route (`--web.route-prefix`), "" or `/something`.
@@ -301,8 +306,9 @@ fn push_to(
         Some(text) => Some(duration::parse(text.trim()).map_err(HttpError::BadTtl)?),
         None => app.default_ttl,
     };
-    let body = decompressed(request, app.max_body)?;
+    let body = decompressed(request, &app.limits)?;
     let families = decode_body(request, &body)?;
+    app.limits.check(&families)?;
     if let Some(own) = families.iter().find(|f| OWN_METRICS.contains(&f.name())) {
         return Err(HttpError::BadBody(format!(
             "metric name {:?} is promdrop's own",
@@ -310,7 +316,15 @@ fn push_to(
         )));
     }
     app.store
-        .push(key, families, mode, ttl, SystemTime::now())?;
+        .push(key, families, mode, ttl, SystemTime::now())
+        .map_err(|err| match err {
+            StoreError::GroupLimit { limit, held } => HttpError::from(OverLimit {
+                what: format!("a new group (the directory holds {held})"),
+                cap: Cap::Groups,
+                limit,
+            }),
+            other => other.into(),
+        })?;
     app.stats.pushed(body.len(), arrived.elapsed());
     Ok(Response::new(200, Vec::new()))
 }
@@ -399,26 +413,42 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
     Ok(response)
 }
 
-/// The body, gunzipped when `Content-Encoding: gzip`, refused past `limit`
-/// bytes either way.
-fn decompressed(request: &Request, limit: usize) -> Result<Vec<u8>, HttpError> {
-    if request.body.len() > limit {
-        return Err(HttpError::TooLarge(limit));
-    }
-    if !request
-        .header("content-encoding")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
-    {
+/// Whether the body is gzip-compressed (`Content-Encoding: gzip`).
+pub fn is_gzip(content_encoding: Option<&str>) -> bool {
+    content_encoding.is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+}
+
+/// The body, gunzipped when `Content-Encoding: gzip`: refused past the
+/// compressed cap as received, and past the body cap once decompressed, as
+/// soon as inflating passes it (so a zip bomb costs at most the cap).
+fn decompressed(request: &Request, limits: &Limits) -> Result<Vec<u8>, HttpError> {
+    let too_large = |what: &str, cap, limit| OverLimit {
+        what: what.into(),
+        cap,
+        limit,
+    };
+    if !is_gzip(request.header("content-encoding")) {
+        if request.body.len() > limits.body {
+            return Err(too_large("request body", Cap::Body, limits.body).into());
+        }
         return Ok(request.body.clone());
+    }
+    if request.body.len() > limits.compressed_body {
+        return Err(too_large(
+            "compressed request body",
+            Cap::CompressedBody,
+            limits.compressed_body,
+        )
+        .into());
     }
     let mut out = Vec::new();
     let mut decoder =
-        flate2::read::MultiGzDecoder::new(request.body.as_slice()).take(limit as u64 + 1);
+        flate2::read::MultiGzDecoder::new(request.body.as_slice()).take(limits.body as u64 + 1);
     decoder
         .read_to_end(&mut out)
         .map_err(|e| HttpError::BadBody(format!("invalid gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err(HttpError::TooLarge(limit));
+    if out.len() > limits.body {
+        return Err(too_large("decompressed request body", Cap::Body, limits.body).into());
     }
     Ok(out)
 }
@@ -478,20 +508,26 @@ fn percent_decode(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{App, Request, Response, handle, is_protobuf, percent_decode};
+    use super::{App, Limits, Request, Response, handle, is_protobuf, percent_decode};
     use crate::store::{Store, StoreOptions, Wait};
 
-    fn app(dir: &std::path::Path) -> App {
-        let options = StoreOptions {
+    fn options(dir: &std::path::Path) -> StoreOptions {
+        StoreOptions {
             dir: dir.into(),
             job_label: "job".into(),
             mode: 0o644,
             fsync: false,
             wait: Wait::Up(std::time::Duration::from_secs(5)),
-        };
+        }
+    }
+
+    fn app(dir: &std::path::Path) -> App {
         App {
-            store: Store::open(options).unwrap(),
-            max_body: 1 << 20,
+            store: Store::open(options(dir)).unwrap(),
+            limits: Limits {
+                body: 1 << 20,
+                ..Limits::default()
+            },
             body_timeout: std::time::Duration::from_secs(5),
             prefix: String::new(),
             telemetry_path: "/metrics".into(),
@@ -637,10 +673,63 @@ mod tests {
     }
 
     #[test]
+    fn every_cap_is_refused_with_its_flag_and_the_store_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut capped = app(dir.path());
+        capped.limits = Limits {
+            series: 3,
+            label_value: 4,
+            groups: 2,
+            ..Limits::default()
+        };
+        capped.store = Store::open(options(dir.path()))
+            .unwrap()
+            .keep_index_in_memory()
+            .with_max_groups(2);
+        let put = |path: &str, body: &str| {
+            let response = handle(&capped, &request("PUT", path, body));
+            (response.status, text(&response))
+        };
+        assert_eq!(put("/metrics/job/a", "m 1\n").0, 200);
+        assert_eq!(put("/metrics/job/b", "m 1\n").0, 200);
+        assert_eq!(
+            put("/metrics/job/c", "m 1\n"),
+            (
+                403,
+                "a new group (the directory holds 2) exceeds the limit of 2 groups (--max-groups)\n"
+                    .into()
+            )
+        );
+        // Replacing a group that exists creates none.
+        assert_eq!(put("/metrics/job/a", "m 2\n").0, 200);
+        assert_eq!(
+            put(
+                "/metrics/job/a",
+                "m{x=\"1\"} 1\nm{x=\"2\"} 1\nm{x=\"3\"} 1\nm{x=\"4\"} 1\n"
+            ),
+            (
+                413,
+                "push of 4 series exceeds the limit of 3 series (--max-series-per-push)\n".into()
+            )
+        );
+        let (status, message) = put("/metrics/job/a", "m{x=\"12345\"} 1\n");
+        assert_eq!(status, 400);
+        assert!(message.contains("(--max-label-value-length)"), "{message}");
+        assert!(
+            std::fs::read_to_string(dir.path().join("a.prom"))
+                .unwrap()
+                .contains("m{instance=\"\",job=\"a\"} 2"),
+            "a refused push changed the group"
+        );
+        assert!(!dir.path().join("c.prom").exists());
+    }
+
+    #[test]
     fn gzip_bodies_are_capped_after_decompression() {
         let dir = tempfile::tempdir().unwrap();
         let mut small = app(dir.path());
-        small.max_body = 1000;
+        small.limits.body = 1000;
+        small.limits.compressed_body = 500;
         let gzip = |text: &str| {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -657,7 +746,21 @@ mod tests {
         let refused = handle(&small, &bomb);
         assert_eq!(
             (refused.status, text(&refused)),
-            (413, "request body exceeds the limit of 1000 bytes\n".into())
+            (
+                413,
+                "decompressed request body exceeds the limit of 1000 bytes (--max-body)\n".into()
+            )
+        );
+        let mut big = ok.clone();
+        big.body = vec![0; 501];
+        let refused = handle(&small, &big);
+        assert_eq!(
+            (refused.status, text(&refused)),
+            (
+                413,
+                "compressed request body exceeds the limit of 500 bytes (--max-compressed-body)\n"
+                    .into()
+            )
         );
         let mut broken = ok.clone();
         broken.body = b"not gzip".to_vec();

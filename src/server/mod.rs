@@ -8,6 +8,7 @@
 mod api;
 mod failures;
 pub mod handlers;
+mod limits;
 mod stats;
 mod status;
 
@@ -27,6 +28,8 @@ use tokio::sync::{Notify, Semaphore};
 use crate::store::{Store, StoreError, StoreOptions};
 
 use self::handlers::{App, HttpError, Request, Response};
+pub use self::limits::Limits;
+use self::limits::{Cap, OverLimit};
 use self::stats::Stats;
 
 /// Options of `promdrop serve`.
@@ -36,8 +39,8 @@ pub struct ServeOptions {
     pub store: StoreOptions,
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The largest request body, after decompression.
-    pub max_body: usize,
+    /// The caps on what one client can send or make the server hold.
+    pub limits: Limits,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
     /// Prefix of every route, "" or `/something`.
@@ -94,12 +97,14 @@ pub enum ServeError {
 
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
-    let store = Store::open(options.store.clone())?.keep_index_in_memory();
+    let store = Store::open(options.store.clone())?
+        .keep_index_in_memory()
+        .with_max_groups(options.limits.groups);
     let quit = Arc::new(Notify::new());
     let notify = Arc::clone(&quit);
     let app = Arc::new(App {
         store,
-        max_body: options.max_body,
+        limits: options.limits,
         body_timeout: options.body_timeout,
         prefix: options.prefix.trim_end_matches('/').to_owned(),
         telemetry_path: options.telemetry_path.clone(),
@@ -254,11 +259,32 @@ async fn answer(
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
-    let body =
-        tokio::time::timeout(app.body_timeout, Limited::new(body, app.max_body).collect()).await;
+    // Read no more than the cap for this body as sent; past it, refuse
+    // without reading the rest.
+    let gzip = handlers::is_gzip(
+        parts
+            .headers
+            .get(hyper::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (cap, limit, what) = if gzip {
+        (
+            Cap::CompressedBody,
+            app.limits.compressed_body,
+            "compressed request body",
+        )
+    } else {
+        (Cap::Body, app.limits.body, "request body")
+    };
+    let body = tokio::time::timeout(app.body_timeout, Limited::new(body, limit).collect()).await;
     let response = match body {
         Err(_) => HttpError::BodyTimeout(app.body_timeout).response(),
-        Ok(Err(_)) => HttpError::TooLarge(app.max_body).response(),
+        Ok(Err(_)) => HttpError::from(OverLimit {
+            what: what.into(),
+            cap,
+            limit,
+        })
+        .response(),
         Ok(Ok(collected)) => {
             let request = Request {
                 method: parts.method.as_str().to_owned(),

@@ -88,6 +88,16 @@ impl Index {
         }
     }
 
+    /// How many `.prom` files the directory holds.
+    pub(crate) fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether the directory holds file `name`.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
     /// Sets the entry of file `name`.
     fn put(&mut self, name: String, entry: Entry) {
         if let Some(postings) = &mut self.postings {

@@ -141,6 +141,14 @@ pub enum StoreError {
     /// The metrics were refused; nothing was changed.
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
+    /// A new group would pass the store's cap on groups.
+    #[error("a new group (the directory holds {held}) would exceed the limit of {limit} groups")]
+    GroupLimit {
+        /// The cap.
+        limit: usize,
+        /// The `.prom` files the directory holds.
+        held: usize,
+    },
     /// A file with the group's name exists but is not a promdrop group.
     #[error(
         "{0:?} exists and was not written by promdrop; refusing to replace it\nhint: remove or rename it, or push under another job name"
@@ -339,6 +347,9 @@ pub struct Store {
     /// written only by [`Store::flush_index`]; a one-shot process writes the
     /// file after every write.
     long_lived: bool,
+    /// The most `.prom` files a write may leave; a write that would create
+    /// one more is refused, under the directory lock.
+    max_groups: Option<usize>,
     /// Groups as last parsed, by file name, with the file identity then.
     parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, Group)>>,
 }
@@ -408,6 +419,7 @@ impl Store {
                 shared,
                 cache: std::sync::Mutex::new(None),
                 long_lived: false,
+                max_groups: None,
                 parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
             },
             meta,
@@ -423,6 +435,15 @@ impl Store {
     #[must_use]
     pub fn keep_index_in_memory(mut self) -> Self {
         self.long_lived = true;
+        self
+    }
+
+    /// Caps the number of groups (`.prom` files) the directory may hold: a
+    /// write that would create one more fails with
+    /// [`StoreError::GroupLimit`].
+    #[must_use]
+    pub fn with_max_groups(mut self, limit: usize) -> Self {
+        self.max_groups = Some(limit);
         self
     }
 
@@ -859,6 +880,15 @@ impl GroupLock<'_> {
                     waited: waited(wait),
                 })?;
             let index = store.current_index()?;
+            if let Some(limit) = store.max_groups
+                && !index.holds(file)
+                && index.len() >= limit
+            {
+                return Err(StoreError::GroupLimit {
+                    limit,
+                    held: index.len(),
+                });
+            }
             store.check_against_directory(&index, file, &group.families, &print)?;
             Ok((lock, index, print))
         };

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod corpus;
 mod e2e;
+mod hostile;
 mod node_exporter;
 mod packaging;
 mod protobuf;

@@ -46,6 +46,10 @@ impl TestServer {
         Self { child, addr }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn scrape(&self) -> String {
         let (status, body) = http_get(self.addr, "/metrics").expect("the server answers");
         assert_eq!(status, 200);

@@ -1,0 +1,103 @@
+//! `promdrop serve` against hostile clients: a zip bomb, and a crowd of
+//! connections that send their requests a byte at a time (slowloris).
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::serve::TestServer;
+use crate::util::{http, http_get};
+
+/// Peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix(" kB")?.trim().parse::<u64>().ok())
+        .expect("VmHWM in /proc/PID/status")
+        * 1024
+}
+
+#[test]
+fn a_zip_bomb_is_refused_with_bounded_memory() {
+    // 10,000 gzip members of 1 MiB of zeros each: about 10 MB on the wire,
+    // 10 GiB inflated. The server stops inflating at --max-body (64 MiB).
+    let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    member.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let member = member.finish().unwrap();
+    let bomb = member.repeat(10_000);
+    assert!(
+        (9_000_000..12_000_000).contains(&bomb.len()),
+        "{} bytes",
+        bomb.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let before = peak_rss(server.pid());
+    let (status, body) = http(
+        server.addr,
+        "PUT",
+        "/metrics/job/bomb",
+        &[("Content-Encoding", "gzip")],
+        &bomb,
+    )
+    .unwrap();
+    let message = String::from_utf8_lossy(&body);
+    assert_eq!(status, 413, "{message}");
+    assert!(
+        message
+            .contains("decompressed request body exceeds the limit of 67108864 bytes (--max-body)"),
+        "{message}"
+    );
+    // The cap, the compressed body and the server's own baseline; never the
+    // 10 GiB.
+    let grown = peak_rss(server.pid()).saturating_sub(before);
+    assert!(grown < 200 << 20, "peak RSS grew by {grown} bytes");
+    assert!(!dir.path().join("bomb.prom").exists());
+    assert_eq!(http_get(server.addr, "/-/healthy").unwrap().0, 200);
+}
+
+#[test]
+fn two_hundred_slow_connections_do_not_stop_a_normal_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    // Each sends the start of a request, then one more header byte now and
+    // then, never finishing it.
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream
+                .write_all(b"PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            stream
+        })
+        .collect();
+    for round in 0..10 {
+        for stream in &mut slow {
+            // A connection the server has closed fails here; that is fine.
+            let _ = stream.write_all(b"a");
+        }
+        let body = format!("# TYPE normal_client_round gauge\nnormal_client_round {round}\n");
+        let (status, answer) = http(
+            server.addr,
+            "PUT",
+            "/metrics/job/normal",
+            &[],
+            body.as_bytes(),
+        )
+        .expect("a normal push is answered");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let (status, scrape) = http_get(server.addr, "/metrics").expect("a scrape is answered");
+        assert_eq!(status, 200);
+        let scrape = String::from_utf8(scrape).unwrap();
+        assert!(
+            scrape.contains(&format!(
+                "normal_client_round{{instance=\"\",job=\"normal\"}} {round}"
+            )),
+            "{scrape}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!dir.path().join("slow.prom").exists());
+}
