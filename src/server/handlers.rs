@@ -306,9 +306,7 @@ fn push_to(
         Some(text) => Some(duration::parse(text.trim()).map_err(HttpError::BadTtl)?),
         None => app.default_ttl,
     };
-    let body = decompressed(request, &app.limits)?;
-    let families = decode_body(request, &body)?;
-    app.limits.check(&families)?;
+    let (families, size) = decode_push(request, &app.limits)?;
     if let Some(own) = families.iter().find(|f| OWN_METRICS.contains(&f.name())) {
         return Err(HttpError::BadBody(format!(
             "metric name {:?} is promdrop's own",
@@ -325,7 +323,7 @@ fn push_to(
             }),
             other => other.into(),
         })?;
-    app.stats.pushed(body.len(), arrived.elapsed());
+    app.stats.pushed(size, arrived.elapsed());
     Ok(Response::new(200, Vec::new()))
 }
 
@@ -347,8 +345,9 @@ fn wipe(app: &App) -> Result<Response, HttpError> {
 
 /// `GET /`: the status page, every group and every remembered refusal.
 fn status_page(app: &App) -> Result<Response, HttpError> {
-    let rows = status::rows(app.store.list()?, app.failures.all());
-    let page = status::render(app.store.dir(), &rows, SystemTime::now());
+    let listing = app.store.listing()?;
+    let rows = status::rows(listing.groups, app.failures.all());
+    let page = status::render(app.store.dir(), &rows, &listing.skipped, SystemTime::now());
     let mut response = Response::new(200, page);
     response.headers.extend([
         ("content-type", "text/html; charset=utf-8".to_owned()),
@@ -362,12 +361,21 @@ fn status_page(app: &App) -> Result<Response, HttpError> {
 }
 
 /// Every live group (expired ones are never served), families of the same
-/// name merged under one HELP and TYPE, sorted by name.
+/// name merged under one HELP and TYPE, sorted by name. Other `*.prom` files
+/// are left out, counted, and logged the first time.
 fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
     let now = SystemTime::now();
     let mut merged: Vec<Family> = Vec::new();
     let (mut groups, mut series) = (0, 0);
-    for info in app.store.list()? {
+    let listing = app.store.listing()?;
+    for skipped in listing.skipped.iter().filter(|s| s.new) {
+        super::log(&format!(
+            "not serving {:?}: {}",
+            app.store.dir().join(&skipped.file),
+            skipped.reason
+        ));
+    }
+    for info in listing.groups {
         if info.group.expired(now) {
             continue;
         }
@@ -391,7 +399,7 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
         family.canonicalize();
         family.complete_histograms();
     }
-    merged.extend(app.stats.families(groups, series));
+    merged.extend(app.stats.families(groups, series, &listing.skipped));
     merged.sort_by(|a, b| a.name().cmp(b.name()));
     let mut body = Vec::new();
     render(&merged, &mut body).expect("rendering to memory cannot fail");
@@ -411,6 +419,17 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
         response.headers.push(("content-encoding", "gzip".into()));
     }
     Ok(response)
+}
+
+/// A push's body as metric families, and its size once decompressed:
+/// gunzipped if need be, decoded as text or delimited protobuf, and checked
+/// against the caps. Everything a client sends in a push body passes here
+/// (and the `push_body` fuzz target drives it).
+pub fn decode_push(request: &Request, limits: &Limits) -> Result<(Vec<Family>, usize), HttpError> {
+    let body = decompressed(request, limits)?;
+    let families = decode_body(request, &body)?;
+    limits.check(&families)?;
+    Ok((families, body.len()))
 }
 
 /// Whether the body is gzip-compressed (`Content-Encoding: gzip`).

@@ -8,7 +8,7 @@
 mod api;
 mod failures;
 pub mod handlers;
-mod limits;
+pub mod limits;
 mod stats;
 mod status;
 

@@ -1,12 +1,13 @@
 //! promdrop's own metrics on `/metrics`: requests by route and code, push
 //! sizes and durations, rejected pushes by reason, expirations, groups,
-//! series and build info. Counters live here; the handlers add to them.
+//! series, skipped files and build info. Counters live here; the handlers add to them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::exposition::{Distribution, Family, MetricType, Value};
+use crate::store::Skipped;
 
 /// Names a push may not use: they are the server's own.
 pub const OWN_METRICS: &[&str] = &[
@@ -18,6 +19,7 @@ pub const OWN_METRICS: &[&str] = &[
     "promdrop_expired_groups_total",
     "promdrop_groups",
     "promdrop_series",
+    "promdrop_skipped_files",
 ];
 
 /// The counters, shared by every request.
@@ -73,7 +75,7 @@ impl Stats {
 
     /// The families for a scrape, with the current number of groups and series.
     #[allow(clippy::cast_precision_loss)]
-    pub fn families(&self, groups: usize, series: usize) -> Vec<Family> {
+    pub fn families(&self, groups: usize, series: usize, skipped: &[Skipped]) -> Vec<Family> {
         let counts = self
             .inner
             .lock()
@@ -154,6 +156,20 @@ impl Stats {
                 MetricType::Gauge,
                 "Series served, own metrics aside.",
                 vec![(vec![], series as f64)],
+            ),
+            single(
+                "promdrop_skipped_files",
+                MetricType::Gauge,
+                "*.prom files in the directory not served as groups, by reason: not_regular, too_large, unreadable, foreign (not written by promdrop), invalid.",
+                skipped
+                    .iter()
+                    .fold(BTreeMap::<&str, f64>::new(), |mut by, s| {
+                        *by.entry(s.reason.label()).or_default() += 1.0;
+                        by
+                    })
+                    .into_iter()
+                    .map(|(reason, n)| (vec![("reason", reason.to_owned())], n))
+                    .collect(),
             ),
         ];
         families.retain(|f| !f.is_empty());

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use crate::duration::{human, timestamp};
 use crate::grouping_key::GroupingKey;
-use crate::store::{Group, GroupInfo};
+use crate::store::{Group, GroupInfo, Skipped};
 
 use super::failures::Failure;
 
@@ -22,6 +22,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe
 const STYLE: &str = "\
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { margin: 0 0 .2em; font-size: 1.6em; }
+h2 { margin: 1.5em 0 .5em; font-size: 1.2em; }
 p.meta { margin: 0 0 1em; color: #555; }
 table { border-collapse: collapse; }
 th, td { border-bottom: 1px solid #ddd; padding: .3em .7em; text-align: left; vertical-align: top; white-space: nowrap; }
@@ -71,7 +72,7 @@ pub fn rows(groups: Vec<GroupInfo>, failures: Vec<(GroupingKey, Failure)>) -> Ve
 }
 
 /// The page for the groups of `dir`, as of `now`.
-pub fn render(dir: &Path, rows: &[Row], now: SystemTime) -> String {
+pub fn render(dir: &Path, rows: &[Row], skipped: &[Skipped], now: SystemTime) -> String {
     let groups = rows.iter().filter(|row| row.group.is_some()).count();
     let mut page = String::with_capacity(2048 + rows.len() * 512);
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -95,6 +96,20 @@ pub fn render(dir: &Path, rows: &[Row], now: SystemTime) -> String {
         );
         for row in rows {
             render_row(&mut page, row, now);
+        }
+        page.push_str("</tbody>\n</table>\n");
+    }
+    if !skipped.is_empty() {
+        page.push_str(
+            "<h2>Files not served</h2>\n<table>\n<thead><tr><th>File</th><th>Why</th></tr></thead>\n<tbody>\n",
+        );
+        for file in skipped {
+            let _ = writeln!(
+                page,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                escape(&file.file),
+                escape(&file.reason.to_string())
+            );
         }
         page.push_str("</tbody>\n</table>\n");
     }
@@ -247,6 +262,7 @@ mod tests {
         let page = render(
             Path::new("/srv/<dir>"),
             &rows,
+            &[],
             UNIX_EPOCH + Duration::from_secs(1_700_000_192),
         );
         assert!(!page.contains("<script"), "{page}");
@@ -276,6 +292,7 @@ mod tests {
         let page = render(
             Path::new("/d"),
             &rows,
+            &[],
             UNIX_EPOCH + Duration::from_secs(1_700_000_192),
         );
         assert!(page.contains(
@@ -292,6 +309,7 @@ mod tests {
         let expired = render(
             Path::new("/d"),
             &rows,
+            &[],
             UNIX_EPOCH + Duration::from_secs(1_700_004_000),
         );
         assert!(
@@ -310,7 +328,7 @@ mod tests {
                 "text format parsing error in line 1: unexpected end of input",
             )),
         }];
-        let page = render(Path::new("/d"), &rows, UNIX_EPOCH);
+        let page = render(Path::new("/d"), &rows, &[], UNIX_EPOCH);
         assert!(
             page.contains(
                 "<tr class=\"refused\"><td><code>job=&quot;nightly&quot;</code></td>\
@@ -354,7 +372,7 @@ mod tests {
 
     #[test]
     fn no_groups_at_all() {
-        let page = render(Path::new("/d"), &[], UNIX_EPOCH);
+        let page = render(Path::new("/d"), &[], &[], UNIX_EPOCH);
         assert!(page.contains("0 groups"), "{page}");
         assert!(page.contains("No groups yet."), "{page}");
         assert!(!page.contains("<table"), "{page}");

@@ -11,18 +11,21 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::exposition::MetricType;
 use crate::exposition::parse::parse;
 use crate::exposition::validate::{FamilyPrint, Fingerprint, fingerprint_hash};
 
+use super::files::{open_state_file, read_regular};
 use super::postings::Postings;
 use super::{StoreError, is_prom_name};
 
 const INDEX_FILE: &str = "index";
 const MAGIC: &[u8; 8] = b"PDINDEX3";
+/// The largest index file read: far more than a million groups need.
+const MAX_INDEX: u64 = 1 << 30;
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -68,7 +71,7 @@ impl Index {
     /// With `inverted`, also builds the [`Postings`], which every later
     /// change then keeps current.
     pub(crate) fn load(state: &Path, inverted: bool) -> Self {
-        let files: BTreeMap<String, Entry> = fs::read(state.join(INDEX_FILE))
+        let files: BTreeMap<String, Entry> = read_regular(&state.join(INDEX_FILE), MAX_INDEX)
             .ok()
             .and_then(|bytes| decode(&bytes))
             .unwrap_or_default();
@@ -124,7 +127,7 @@ impl Index {
 
     /// Brings the cache up to date with the directory: drops vanished files
     /// and fingerprints new or changed ones.
-    pub(crate) fn refresh(&mut self, dir: &Path) -> Result<(), StoreError> {
+    pub(crate) fn refresh(&mut self, dir: &Path, max_file_size: u64) -> Result<(), StoreError> {
         let listing = fs::read_dir(dir).map_err(|source| StoreError::io("list", dir, source))?;
         let mut present = BTreeMap::new();
         for entry in listing.flatten() {
@@ -159,7 +162,7 @@ impl Index {
             if self.files.get(&name).is_some_and(|e| e.matches(&meta)) {
                 continue;
             }
-            let print = fs::read(dir.join(&name))
+            let print = read_regular(&dir.join(&name), max_file_size)
                 .ok()
                 .and_then(|bytes| parse(&bytes).ok())
                 .map(|f| Fingerprint::of(&f));
@@ -204,12 +207,7 @@ impl Index {
         }
         let bytes = encode(&self.files);
         let write = || -> std::io::Result<()> {
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(mode)
-                .open(state.join(INDEX_FILE))?;
+            let file = open_state_file(&state.join(INDEX_FILE), true, Some(mode))?;
             if file.metadata()?.permissions().mode() & 0o777 != mode {
                 // Shared with every writer, whatever this one's umask.
                 file.set_permissions(fs::Permissions::from_mode(mode))?;

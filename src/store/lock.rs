@@ -5,13 +5,14 @@
 //! rename of every writer, so two pushes to different groups cannot together
 //! create a conflict that neither creates alone.
 
+use std::fs::File;
 use std::fs::Permissions;
-use std::fs::{File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::StoreError;
+use super::files::open_state_file;
 
 /// How long to wait for a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +38,10 @@ impl FileLock {
     /// `mode` by fchmod, which the umask does not narrow.
     pub(crate) fn acquire(path: &Path, mode: u32, wait: Wait) -> Result<Option<Self>, StoreError> {
         let err = |source| StoreError::io("open the lock file", path, source);
-        let file = match File::open(path) {
+        let file = match open_state_file(path, false, None) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(err)?;
+                let file = open_state_file(path, true, Some(mode)).map_err(err)?;
                 file.set_permissions(Permissions::from_mode(mode))
                     .map_err(err)?;
                 file

@@ -16,6 +16,7 @@
 //! directory itself.
 
 mod atomic;
+mod files;
 mod index;
 mod lock;
 mod postings;
@@ -37,6 +38,8 @@ use self::lock::FileLock;
 pub use self::lock::Wait;
 
 const STATE_DIR: &str = ".promdrop";
+/// The largest file a store reads unless told otherwise.
+const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
 const HEADER: &str = "# promdrop group ";
 /// Temp files older than this are leftovers of a crash; `expire` removes them.
 const STALE_TEMP: Duration = Duration::from_secs(600);
@@ -315,6 +318,66 @@ pub struct GroupInfo {
     pub group: Group,
 }
 
+/// A `*.prom` file that [`Store::listing`] left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file name.
+    pub file: String,
+    /// Why it is not a group.
+    pub reason: SkipReason,
+    /// Whether this version of the file was skipped for the first time.
+    pub new: bool,
+}
+
+/// Why a `*.prom` file is not served as a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A FIFO, device, socket or directory: never opened.
+    NotRegular,
+    /// Larger than the store reads.
+    TooLarge,
+    /// It cannot be read (permissions, I/O).
+    Unreadable(String),
+    /// Not written by promdrop (another tool's file).
+    Foreign,
+    /// A promdrop header, but content that does not read back.
+    Invalid(String),
+}
+
+impl SkipReason {
+    /// A short label, as in `promdrop_skipped_files{reason}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotRegular => "not_regular",
+            Self::TooLarge => "too_large",
+            Self::Unreadable(_) => "unreadable",
+            Self::Foreign => "foreign",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotRegular => f.write_str("not a regular file"),
+            Self::TooLarge => f.write_str("larger than the store reads"),
+            Self::Unreadable(why) => write!(f, "cannot be read: {why}"),
+            Self::Foreign => f.write_str("not written by promdrop"),
+            Self::Invalid(why) => write!(f, "invalid: {why}"),
+        }
+    }
+}
+
+/// The groups of the directory, and the `*.prom` files that are not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The groups, by file name.
+    pub groups: Vec<GroupInfo>,
+    /// The other files, by file name.
+    pub skipped: Vec<Skipped>,
+}
+
 /// What `expire` removed (or would remove).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expired {
@@ -331,6 +394,9 @@ pub enum Expired {
 
 /// A file's identity for caching: inode, size, mtime (seconds, nanoseconds).
 type FileId = (u64, u64, i64, i64);
+
+/// What reading a `*.prom` file gave: a group, or why it is none.
+type ReadOutcome = Result<Group, SkipReason>;
 
 /// The textfile directory, opened.
 #[derive(Debug)]
@@ -350,8 +416,12 @@ pub struct Store {
     /// The most `.prom` files a write may leave; a write that would create
     /// one more is refused, under the directory lock.
     max_groups: Option<usize>,
+    /// The largest file the store reads; larger `*.prom` files are skipped
+    /// (and refused as groups), so a planted huge file cannot exhaust
+    /// memory.
+    max_file_size: u64,
     /// Groups as last parsed, by file name, with the file identity then.
-    parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, Group)>>,
+    parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, ReadOutcome)>>,
 }
 
 impl Store {
@@ -420,6 +490,7 @@ impl Store {
                 cache: std::sync::Mutex::new(None),
                 long_lived: false,
                 max_groups: None,
+                max_file_size: DEFAULT_MAX_FILE_SIZE,
                 parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
             },
             meta,
@@ -435,6 +506,13 @@ impl Store {
     #[must_use]
     pub fn keep_index_in_memory(mut self) -> Self {
         self.long_lived = true;
+        self
+    }
+
+    /// Caps the size of the files the store reads (1 GiB by default).
+    #[must_use]
+    pub fn with_max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
         self
     }
 
@@ -464,7 +542,7 @@ impl Store {
         let mut index = cache
             .take()
             .map_or_else(|| self.load_index(), |(index, _)| index);
-        index.refresh(&self.dir)?;
+        index.refresh(&self.dir, self.max_file_size)?;
         index.save(&self.state, self.lock_mode());
         *cache = Some((index, Stamp::now(&self.dir, &self.state)));
         Ok(())
@@ -487,12 +565,12 @@ impl Store {
         match cached {
             Some((index, stamp)) if stamp == now => Ok(index),
             Some((mut index, stamp)) if stamp.same_index_file(&now) => {
-                index.refresh(&self.dir)?;
+                index.refresh(&self.dir, self.max_file_size)?;
                 Ok(index)
             }
             _ => {
                 let mut index = self.load_index();
-                index.refresh(&self.dir)?;
+                index.refresh(&self.dir, self.max_file_size)?;
                 Ok(index)
             }
         }
@@ -577,7 +655,7 @@ impl Store {
     /// The raw text of the group of `key`, if there is one.
     pub fn show(&self, key: &GroupingKey) -> Result<Option<String>, StoreError> {
         let path = self.dir.join(key.file_name());
-        match fs::read(&path) {
+        match files::read_regular(&path, self.max_file_size) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::io("read", path, source)),
@@ -586,7 +664,7 @@ impl Store {
 
     fn read_group(&self, name: &str) -> Result<Option<Group>, StoreError> {
         let path = self.dir.join(name);
-        let bytes = match fs::read(&path) {
+        let bytes = match files::read_regular(&path, self.max_file_size) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -601,44 +679,78 @@ impl Store {
     }
 
     /// Every promdrop group in the directory, by file name. Files that are
-    /// not promdrop groups are skipped.
-    ///
-    /// Files are parsed once per version: a group whose file has the same
-    /// inode, size and mtime as last time comes from memory, so a server's
-    /// scrapes parse only what changed. Anything but a regular file (a FIFO
-    /// named `*.prom`, say) is skipped without being opened.
+    /// not promdrop groups are skipped; [`Store::listing`] says which.
     pub fn list(&self) -> Result<Vec<GroupInfo>, StoreError> {
+        self.listing().map(|listing| listing.groups)
+    }
+
+    /// Every promdrop group in the directory, and every other `*.prom` file
+    /// with the reason it is not one.
+    ///
+    /// Files are read once per version: a file with the same inode, size and
+    /// mtime as last time comes from memory, so a server's scrapes parse
+    /// only what changed. Anything but a regular file (a FIFO named
+    /// `*.prom`, say) is skipped without being opened, and so is a file
+    /// larger than the store reads.
+    pub fn listing(&self) -> Result<Listing, StoreError> {
         let mut cache = self
             .parsed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut groups = Vec::new();
+        let mut listing = Listing::default();
         let names = self.prom_files()?;
         for name in &names {
-            let Ok(meta) = fs::metadata(self.dir.join(name)) else {
-                continue;
+            let meta = match fs::metadata(self.dir.join(name)) {
+                Ok(meta) => meta,
+                // A symlink to nothing, or a file removed since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    listing.skipped.push(Skipped {
+                        file: name.clone(),
+                        reason: SkipReason::Unreadable(e.to_string()),
+                        new: false,
+                    });
+                    continue;
+                }
             };
-            if !meta.is_file() {
-                continue;
-            }
             let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
-            let group = match cache.get(name) {
-                Some((seen, group)) if *seen == id => group.clone(),
-                _ => match self.read_group(name) {
-                    Ok(Some(group)) => {
-                        cache.insert(name.clone(), (id, group.clone()));
-                        group
-                    }
-                    _ => continue,
-                },
+            let (outcome, new) = match cache.get(name) {
+                Some((seen, outcome)) if *seen == id => (outcome.clone(), false),
+                _ => {
+                    let outcome = if !meta.is_file() {
+                        Err(SkipReason::NotRegular)
+                    } else if meta.size() > self.max_file_size {
+                        Err(SkipReason::TooLarge)
+                    } else {
+                        match self.read_group(name) {
+                            Ok(Some(group)) => Ok(group),
+                            // Gone since the listing.
+                            Ok(None) => continue,
+                            Err(StoreError::NotOurs(_)) => Err(SkipReason::Foreign),
+                            Err(StoreError::Corrupt { reason, .. }) => {
+                                Err(SkipReason::Invalid(reason))
+                            }
+                            Err(e) => Err(SkipReason::Unreadable(crate::error_chain(&e))),
+                        }
+                    };
+                    cache.insert(name.clone(), (id, outcome.clone()));
+                    (outcome, true)
+                }
             };
-            groups.push(GroupInfo {
-                file: name.clone(),
-                group,
-            });
+            match outcome {
+                Ok(group) => listing.groups.push(GroupInfo {
+                    file: name.clone(),
+                    group,
+                }),
+                Err(reason) => listing.skipped.push(Skipped {
+                    file: name.clone(),
+                    reason,
+                    new,
+                }),
+            }
         }
         cache.retain(|name, _| names.binary_search(name).is_ok());
-        Ok(groups)
+        Ok(listing)
     }
 
     /// Removes groups past their TTL and temp files left by crashed writers;
@@ -707,7 +819,8 @@ impl Store {
         let others: Vec<(String, Vec<Family>)> = names
             .drain(..)
             .filter_map(|other| {
-                let parsed = parse(&fs::read(self.dir.join(&other)).ok()?).ok()?;
+                let bytes = files::read_regular(&self.dir.join(&other), self.max_file_size);
+                let parsed = parse(&bytes.ok()?).ok()?;
                 Some((other, parsed))
             })
             .collect();
@@ -792,7 +905,7 @@ impl GroupLock<'_> {
     fn read_header(&self) -> Result<Option<Header>, StoreError> {
         use std::io::BufRead as _;
         let path = self.store.dir.join(self.key.file_name());
-        let file = match fs::File::open(&path) {
+        let file = match files::open_regular(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::io("read", path, source)),

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::serve::TestServer;
-use crate::util::{http, http_get};
+use crate::util::{http, http_get, promdrop};
 
 /// Peak resident memory of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
@@ -100,4 +100,126 @@ fn two_hundred_slow_connections_do_not_stop_a_normal_client() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!dir.path().join("slow.prom").exists());
+}
+
+#[test]
+fn symlinks_planted_in_the_directory_are_never_followed_for_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = TestServer::start(d);
+    let push = |job: &str, body: &str| {
+        http(
+            server.addr,
+            "PUT",
+            &format!("/metrics/job/{job}"),
+            &[],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(push("good", "good_metric 1\n").0, 200);
+    assert_eq!(push("linked", "linked_metric 1\n").0, 200);
+    // A group file moved away and linked back in: a push replaces the link,
+    // never the file it points to.
+    let moved = outside.path().join("linked.prom");
+    std::fs::rename(d.join("linked.prom"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, d.join("linked.prom")).unwrap();
+    let before = std::fs::read(&moved).unwrap();
+    assert_eq!(push("linked", "linked_metric 2\n").0, 200);
+    assert!(!d.join("linked.prom").is_symlink());
+    assert_eq!(
+        std::fs::read(&moved).unwrap(),
+        before,
+        "a write followed a symlink"
+    );
+    // State files replaced by symlinks: the index is not written through
+    // one, and a lock file that is one refuses the push.
+    let decoy = outside.path().join("decoy");
+    std::fs::write(&decoy, "untouched").unwrap();
+    std::fs::remove_file(d.join(".promdrop/index")).ok();
+    std::os::unix::fs::symlink(&decoy, d.join(".promdrop/index")).unwrap();
+    std::os::unix::fs::symlink(&decoy, d.join(".promdrop/locks/trap.lock")).unwrap();
+    let (status, message) = push("trap", "trap_metric 1\n");
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&message));
+    // The CLI writes the index after every push.
+    let cli = promdrop()
+        .arg("--dir")
+        .arg(d)
+        .args(["push", "cli"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"cli_metric 1\n")?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(cli.success());
+    assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "untouched");
+}
+
+#[test]
+fn files_other_tools_left_are_reported_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = TestServer::start(d);
+    let (status, _) = http(
+        server.addr,
+        "PUT",
+        "/metrics/job/good",
+        &[],
+        b"good_metric 1\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    // A FIFO, a directory, a symlink loop, a 2 GiB sparse file, another
+    // tool's valid file, and a promdrop header over a broken body.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(d.join("fifo.prom"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::create_dir(d.join("dir.prom")).unwrap();
+    std::os::unix::fs::symlink("loop.prom", d.join("loop.prom")).unwrap();
+    std::fs::File::create(d.join("huge.prom"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    std::fs::write(d.join("foreign.prom"), "other_tool_metric 1\n").unwrap();
+    std::fs::write(
+        d.join("broken.prom"),
+        "# promdrop group {\"job\":\"broken\",\"labels\":{}}\nbroken{ 1\n",
+    )
+    .unwrap();
+    let scrape = server.scrape();
+    assert!(scrape.contains("good_metric{"), "{scrape}");
+    for (reason, count) in [
+        ("not_regular", 2),
+        ("unreadable", 1),
+        ("too_large", 1),
+        ("foreign", 1),
+        ("invalid", 1),
+    ] {
+        let line = format!("promdrop_skipped_files{{reason=\"{reason}\"}} {count}");
+        assert!(scrape.contains(&line), "{line} missing:\n{scrape}");
+    }
+    assert!(!scrape.contains("other_tool_metric"), "{scrape}");
+    let (status, page) = http_get(server.addr, "/").unwrap();
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, 200);
+    for file in [
+        "fifo.prom",
+        "dir.prom",
+        "loop.prom",
+        "huge.prom",
+        "foreign.prom",
+        "broken.prom",
+    ] {
+        assert!(
+            page.contains(&format!("<code>{file}</code>")),
+            "{file}:\n{page}"
+        );
+    }
 }
