@@ -50,6 +50,9 @@ pub(crate) fn write_atomic<T>(
         .rand_bytes(8)
         .tempfile_in(temp_dir)
         .map_err(io("create a temp file for"))?;
+    // Held until the temp file is renamed in or removed: `expire` removes
+    // only temp files nobody holds, those of writers that died.
+    let _ = fs2::FileExt::try_lock_exclusive(temp.as_file());
     write(temp.as_file_mut()).map_err(io("write"))?;
     temp.as_file()
         .set_permissions(Permissions::from_mode(options.mode))

@@ -41,8 +41,12 @@ const STATE_DIR: &str = ".promdrop";
 /// The largest file a store reads unless told otherwise.
 const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
 const HEADER: &str = "# promdrop group ";
-/// Temp files older than this are leftovers of a crash; `expire` removes them.
+/// Temp files older than this are leftovers of a crash, held or not (for
+/// filesystems where locks do not work); `expire` removes them.
 const STALE_TEMP: Duration = Duration::from_secs(600);
+/// How long a new temp file may stay unlocked: the moment between its
+/// creation and its writer's lock.
+const TEMP_GRACE: Duration = Duration::from_secs(1);
 
 /// The Pushgateway's own HELP texts, so the same HELP stands in every file.
 pub const PUSH_TIME_HELP: &str =
@@ -1078,10 +1082,24 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
                 .is_some_and(|n| n.starts_with(TEMP_PREFIX))
         })
         .filter(|e| {
-            e.metadata()
+            let age = e
+                .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TEMP))
+                .map_or(Duration::ZERO, |t| {
+                    now.duration_since(t).unwrap_or_default()
+                });
+            // A writer locks its temp file right after creating it: past a
+            // moment's grace, one nobody holds is a dead writer's. Where locks
+            // do not work, age alone decides.
+            age > STALE_TEMP || (age > TEMP_GRACE && !held(&e.path()))
         })
         .filter_map(|e| e.file_name().into_string().ok())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
+}
+
+/// Whether a live writer holds the lock on this temp file.
+fn held(path: &Path) -> bool {
+    files::open_regular(path).is_ok_and(|file| fs2::FileExt::try_lock_exclusive(&file).is_err())
 }

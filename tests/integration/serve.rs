@@ -380,11 +380,19 @@ fn json_api_matches_the_pushgateway() {
 
 #[test]
 fn no_acknowledged_push_is_lost_when_the_server_is_killed() {
+    // The crash harness: 20 cycles here; PROMDROP_CRASH_CYCLES=100 (or more)
+    // is the long mode.
+    let cycles: usize = std::env::var("PROMDROP_CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     let d = tempfile::tempdir().unwrap();
+    // node_exporter reads the directory throughout, as in production.
+    let exporter = crate::node_exporter::NodeExporter::start(d.path());
     let clients = 4;
     let mut acknowledged = vec![0u64; clients];
     let mut rng = crate::util::Rng::new(0x00c0_ffee);
-    for _cycle in 0..20 {
+    for cycle in 0..cycles {
         let mut server = TestServer::start(d.path());
         let addr = server.addr;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -425,13 +433,33 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed() {
                 acknowledged[client] = last;
             }
         }
+        if let Some(exporter) = &exporter {
+            let scrape = exporter.scrape();
+            assert_eq!(
+                scrape.value("node_textfile_scrape_error"),
+                Some("0"),
+                "node_exporter failed its scrape after kill {cycle}: {}",
+                scrape.log
+            );
+        }
     }
+    survived_the_storm(d.path(), &acknowledged, exporter);
+}
+
+/// What must hold after the crash storm: every acknowledged push stored, no
+/// invalid or stray file, no temp file left after one `expire`, and
+/// node_exporter clean.
+fn survived_the_storm(
+    d: &Path,
+    acknowledged: &[u64],
+    exporter: Option<crate::node_exporter::NodeExporter>,
+) {
     assert!(
         acknowledged.iter().all(|&n| n > 20),
         "too few pushes were acknowledged: {acknowledged:?}"
     );
     for (client, &last) in acknowledged.iter().enumerate() {
-        let file = d.path().join(format!("storm@client=c{client}.prom"));
+        let file = d.join(format!("storm@client=c{client}.prom"));
         let text = fs::read_to_string(&file).unwrap();
         let stored: u64 = text
             .lines()
@@ -447,15 +475,33 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed() {
             "client {client}: push {last} was acknowledged, but the file holds {stored}"
         );
     }
-    for entry in fs::read_dir(d.path()).unwrap().flatten() {
+    for entry in fs::read_dir(d).unwrap().flatten() {
         let name = entry.file_name().into_string().unwrap();
         assert!(
             !name.ends_with(".prom") || name.starts_with("storm@"),
             "stray {name}"
         );
     }
-    Test::new().arg("check").arg(d.path()).run().status(0);
-    if let Some(exporter) = crate::node_exporter::NodeExporter::start(d.path()) {
+    Test::new().arg("check").arg(d).run().status(0);
+    // Temp files of killed writes are gone after one expire (once they are
+    // a moment old), since no live writer holds them.
+    std::thread::sleep(Duration::from_millis(1100));
+    Test::new()
+        .arg("--dir")
+        .arg(d)
+        .arg("expire")
+        .run()
+        .status(0);
+    for dir in [d.to_owned(), d.join(".promdrop/tmp")] {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().into_string().unwrap();
+            assert!(
+                !name.starts_with(".promdrop-tmp-"),
+                "stray temp file {name}"
+            );
+        }
+    }
+    if let Some(exporter) = exporter {
         let scrape = exporter.scrape();
         assert_eq!(scrape.value("node_textfile_scrape_error"), Some("0"));
         assert!(!scrape.log.contains("level=error"), "{}", scrape.log);

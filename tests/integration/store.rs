@@ -249,8 +249,14 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
         .unwrap()
         .set_modified(old)
         .unwrap();
+    // A live writer's temp file is locked; a dead writer's is not, and goes
+    // once it is more than a moment old, long before ten minutes.
     let fresh = d.path().join(".promdrop-tmp-inflight.prom.def456");
     fs::write(&fresh, "in progress").unwrap();
+    let writer = fs::File::open(&fresh).unwrap();
+    fs2::FileExt::lock_exclusive(&writer).unwrap();
+    let orphan = d.path().join(".promdrop-tmp-orphan.prom.fed789");
+    fs::write(&orphan, "its writer died").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let dry = Test::new()
         .arg("--dir")
@@ -261,11 +267,12 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
     assert_eq!(
         dry.stdout,
         format!(
-            "would remove group {{job=\"short\"}} (short.prom): past its TTL\nwould remove stale temp file {}\n",
-            stale.display()
+            "would remove group {{job=\"short\"}} (short.prom): past its TTL\nwould remove stale temp file {}\nwould remove stale temp file {}\n",
+            stale.display(),
+            orphan.display()
         )
     );
-    assert!(d.path().join("short.prom").exists() && stale.exists());
+    assert!(d.path().join("short.prom").exists() && stale.exists() && orphan.exists());
     let done = Test::new()
         .arg("--dir")
         .arg(d.path())
@@ -273,7 +280,7 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
         .run()
         .status(0);
     assert_eq!(done.stdout, dry.stdout.replace("would remove", "removed"));
-    assert!(!d.path().join("short.prom").exists() && !stale.exists());
+    assert!(!d.path().join("short.prom").exists() && !stale.exists() && !orphan.exists());
     assert!(
         d.path().join("long.prom").exists()
             && d.path().join("forever.prom").exists()
