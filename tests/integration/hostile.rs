@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::serve::TestServer;
-use crate::util::{http, http_get, promdrop};
+use crate::util::{Test, http, http_get, promdrop};
 
 /// Peak resident memory of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
@@ -222,4 +222,53 @@ fn files_other_tools_left_are_reported_counted_and_skipped() {
             "{file}:\n{page}"
         );
     }
+}
+
+#[test]
+fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_mount) = crate::util::Tmpfs::mount(dir.path(), "256k") else {
+        return;
+    };
+    let d = dir.path();
+    let server = TestServer::start(d);
+    let (status, _) = http(
+        server.addr,
+        "PUT",
+        "/metrics/job/kept",
+        &[],
+        b"kept_metric 1\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let kept = std::fs::read(d.join("kept.prom")).unwrap();
+    // Far more than the filesystem holds, in a body the server accepts.
+    let big: String = (0..20_000)
+        .map(|i| format!("big_metric{{n=\"{i}\"}} {i}\n"))
+        .collect();
+    let (status, message) =
+        http(server.addr, "PUT", "/metrics/job/kept", &[], big.as_bytes()).unwrap();
+    let message = String::from_utf8_lossy(&message);
+    assert_eq!(status, 500, "{message}");
+    assert!(message.contains("No space left on device"), "{message}");
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/new", &[], big.as_bytes()).unwrap();
+    assert_eq!(status, 500);
+    // What was stored is intact, no new group appeared, and scrapes go on.
+    assert_eq!(std::fs::read(d.join("kept.prom")).unwrap(), kept);
+    assert!(!d.join("new.prom").exists());
+    let scrape = server.scrape();
+    assert!(
+        scrape.contains("kept_metric{instance=\"\",job=\"kept\"} 1"),
+        "{scrape}"
+    );
+    // The CLI says so and exits 3 (I/O).
+    Test::new()
+        .arg("--dir")
+        .arg(d)
+        .args(["push", "kept"])
+        .stdin(big)
+        .run()
+        .status(3);
+    assert_eq!(std::fs::read(d.join("kept.prom")).unwrap(), kept);
+    drop(server);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, is_root, peer, promdrop};
+use crate::util::{Rng, Test, Tmpfs, is_root, peer, promdrop};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -838,18 +838,11 @@ fn state_directory_on_another_filesystem_is_refused() {
     let d = dir();
     let state = d.path().join(".promdrop");
     fs::create_dir(&state).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "promdrop-test"])
-        .arg(&state)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipping: mounting a tmpfs needs privileges this run does not have");
+    let Some(mount) = Tmpfs::mount(&state, "1m") else {
         return;
-    }
+    };
     let outcome = push(d.path(), &["j"], "m 1\n");
-    let _ = std::process::Command::new("umount").arg(&state).status();
+    drop(mount);
     assert_eq!(outcome.code, Some(3), "{}", outcome.stderr);
     assert!(
         outcome.stderr.contains("is on another filesystem than"),

@@ -177,6 +177,39 @@ pub fn peer(program: &str) -> Option<PathBuf> {
     found
 }
 
+/// A size-limited tmpfs mounted on a directory, unmounted when dropped (also
+/// when a test fails).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts one on `dir`; `None` (with a note) without the privilege.
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "promdrop-test",
+            ])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipping: mounting a tmpfs needs privileges this run does not have");
+        }
+        mounted.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a server still starting or stopping may hold it.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// Whether the tests run as root (as in CI), which changing owners needs.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
