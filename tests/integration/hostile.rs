@@ -243,9 +243,10 @@ fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
     assert_eq!(status, 200);
     let kept = std::fs::read(d.join("kept.prom")).unwrap();
     // Far more than the filesystem holds, in a body the server accepts.
-    let big: String = (0..20_000)
-        .map(|i| format!("big_metric{{n=\"{i}\"}} {i}\n"))
-        .collect();
+    let big = (0..20_000).fold(String::new(), |mut text, i| {
+        text.push_str(&format!("big_metric{{n=\"{i}\"}} {i}\n"));
+        text
+    });
     let (status, message) =
         http(server.addr, "PUT", "/metrics/job/kept", &[], big.as_bytes()).unwrap();
     let message = String::from_utf8_lossy(&message);
