@@ -1,6 +1,7 @@
 //! `promdrop serve` against hostile clients: a zip bomb, and a crowd of
 //! connections that send their requests a byte at a time (slowloris).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::Duration;
@@ -244,7 +245,7 @@ fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
     let kept = std::fs::read(d.join("kept.prom")).unwrap();
     // Far more than the filesystem holds, in a body the server accepts.
     let big = (0..20_000).fold(String::new(), |mut text, i| {
-        text.push_str(&format!("big_metric{{n=\"{i}\"}} {i}\n"));
+        let _ = writeln!(text, "big_metric{{n=\"{i}\"}} {i}");
         text
     });
     let (status, message) =
