@@ -174,6 +174,10 @@ struct ServeArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Basic auth and TLS, in the format of Prometheus' exporter toolkit
+    /// (`basic_auth_users`, `tls_server_config`).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
     /// How long a client may take to send a request's body (after the
     /// headers, which get 10s).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -451,6 +455,7 @@ fn serve_options(store: StoreOptions, args: ServeArgs) -> ServeOptions {
         default_ttl: args.ttl,
         sweep_every,
         body_timeout: args.body_timeout,
+        web_config: args.web_config,
     }
 }
 

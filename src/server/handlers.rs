@@ -16,6 +16,7 @@ use crate::store::{PushMode, Store, StoreError};
 use super::failures::Failures;
 use super::limits::{Cap, Limits, OverLimit};
 use super::stats::{OWN_METRICS, Stats};
+use super::web_config::BasicAuth;
 use super::{api, status};
 
 /// The header a push may carry to set its group's TTL, e.g. `26h`.
@@ -188,6 +189,8 @@ pub struct App {
     pub stats: Stats,
     /// The last refused push per grouping key, for the status page.
     pub failures: Failures,
+    /// `basic_auth_users` of `--web.config.file`, if any.
+    pub auth: Option<BasicAuth>,
     /// Asks the server to stop (`/-/quit`).
     pub quit: Box<dyn Fn() + Send + Sync>,
 }
@@ -557,6 +560,7 @@ mod tests {
             flags: Vec::new(),
             stats: super::Stats::default(),
             failures: super::Failures::default(),
+            auth: None,
             quit: Box::new(|| {}),
         }
     }

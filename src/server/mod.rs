@@ -11,6 +11,8 @@ pub mod handlers;
 pub mod limits;
 mod stats;
 mod status;
+mod tls;
+pub mod web_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use self::handlers::{App, HttpError, Request, Response};
 pub use self::limits::Limits;
 use self::limits::{Cap, OverLimit};
 use self::stats::Stats;
+use self::web_config::{BasicAuth, WebConfig};
 
 /// Options of `promdrop serve`.
 #[derive(Debug, Clone)]
@@ -57,6 +60,8 @@ pub struct ServeOptions {
     pub sweep_every: Duration,
     /// How long a client may take to send a request's body.
     pub body_timeout: Duration,
+    /// `--web.config.file`: basic auth and TLS.
+    pub web_config: Option<std::path::PathBuf>,
 }
 
 impl ServeOptions {
@@ -85,6 +90,9 @@ pub enum ServeError {
     /// The directory is unusable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The web configuration file is unusable.
+    #[error(transparent)]
+    WebConfig(#[from] web_config::WebConfigError),
     /// Binding or running failed.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -97,6 +105,26 @@ pub enum ServeError {
 
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
+    let web = match &options.web_config {
+        Some(path) => {
+            let web = WebConfig::load(path)?;
+            for setting in &web.ignored {
+                log(&format!("{path:?}: {setting} has no effect in promdrop"));
+            }
+            let tls = match &web.tls {
+                Some(settings) => Some(tls::server_config(settings).map_err(|reason| {
+                    web_config::WebConfigError {
+                        path: path.clone(),
+                        reason,
+                    }
+                })?),
+                None => None,
+            };
+            (BasicAuth::new(web.users), tls)
+        }
+        None => (None, None),
+    };
+    let (auth, tls) = web;
     let store = Store::open(options.store.clone())?
         .keep_index_in_memory()
         .with_max_groups(options.limits.groups);
@@ -115,6 +143,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         flags: options.flags(),
         stats: Stats::default(),
         failures: failures::Failures::default(),
+        auth,
         quit: Box::new(move || notify.notify_one()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,7 +157,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
             addr: options.listen,
             source,
         })?;
-    runtime.block_on(run(app, options, quit))
+    runtime.block_on(run(app, options, quit, tls))
 }
 
 /// The listening socket systemd passed (socket activation: `LISTEN_FDS`),
@@ -152,7 +181,14 @@ async fn listen(options: &ServeOptions) -> Result<(TcpListener, &'static str), S
     }
 }
 
-async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result<(), ServeError> {
+async fn run(
+    app: Arc<App>,
+    options: &ServeOptions,
+    quit: Arc<Notify>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), ServeError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let (listener, how) = listen(options).await?;
     let bound = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: options.listen,
@@ -171,7 +207,7 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
     tokio::pin!(shutdown);
     // Announced only now: the signals are handled from here on.
     log(&format!(
-        "listening on http://{bound}/{how} serving {:?}",
+        "listening on {scheme}://{bound}/{how} serving {:?}",
         app.store.dir()
     ));
     loop {
@@ -187,14 +223,20 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
             },
         };
         let app = Arc::clone(&app);
-        let service = service_fn(move |request| answer(Arc::clone(&app), request));
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                // The handshake gets the time the headers get; a client
+                // speaking plain HTTP fails it and is closed.
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        serve_connection(app, stream, watcher).await;
+                    }
+                }
+                None => serve_connection(app, stream, watcher).await,
+            }
             drop(permit);
         });
     }
@@ -202,6 +244,24 @@ async fn run(app: Arc<App>, options: &ServeOptions, quit: Arc<Notify>) -> Result
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     let _ = tokio::task::spawn_blocking(move || app.store.flush_index()).await;
     Ok(())
+}
+
+/// How long a client may take to send a request's headers (and, with TLS,
+/// to complete the handshake).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on one connection, plain or TLS, until it closes or
+/// the server shuts down gracefully.
+async fn serve_connection<I>(app: Arc<App>, io: I, watcher: hyper_util::server::graceful::Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| answer(Arc::clone(&app), request));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    let _ = watcher.watch(connection).await;
 }
 
 /// A log line on stderr. A closed stderr must not stop the server, so
@@ -259,6 +319,31 @@ async fn answer(
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
+    if app.auth.is_some() {
+        // bcrypt takes its time on purpose: off the async threads.
+        let header = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let checker = Arc::clone(&app);
+        let allowed = tokio::task::spawn_blocking(move || {
+            checker
+                .auth
+                .as_ref()
+                .is_some_and(|auth| auth.allows(header.as_deref()))
+        })
+        .await
+        .unwrap_or(false);
+        if !allowed {
+            return Ok(hyper::Response::builder()
+                .status(401)
+                .header("www-authenticate", "Basic")
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(Full::new(Bytes::from_static(b"Unauthorized\n")))
+                .expect("status and headers are valid"));
+        }
+    }
     // Read no more than the cap for this body as sent; past it, refuse
     // without reading the rest.
     let gzip = handlers::is_gzip(

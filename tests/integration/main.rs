@@ -1,6 +1,7 @@
 //! promdrop's integration tests: one binary, one module per feature, sharing
 //! the helpers in `util` and the real node_exporter in `node_exporter`.
 
+mod auth;
 mod check;
 mod cli;
 mod corpus;

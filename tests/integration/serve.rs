@@ -40,6 +40,7 @@ impl TestServer {
             .expect("a log line");
         let addr = line
             .strip_prefix("promdrop: listening on http://")
+            .or_else(|| line.strip_prefix("promdrop: listening on https://"))
             .and_then(|rest| rest.split('/').next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first log line {line:?}"));
