@@ -130,12 +130,14 @@ fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError>
                     .iter()
                     .map(|q| (q.quantile.unwrap_or(0.0), q.value.unwrap_or(0.0)))
                     .collect();
+                // Absent proto2 fields read as 0, as Go's getters (and so
+                // the Pushgateway's text output) have them.
                 #[allow(clippy::cast_precision_loss)]
-                let count = summary.sample_count.map(|c| c as f64);
+                let count = summary.sample_count.unwrap_or(0) as f64;
                 Value::Distribution(Box::new(Distribution {
                     points,
-                    sum: summary.sample_sum,
-                    count,
+                    sum: Some(summary.sample_sum.unwrap_or(0.0)),
+                    count: Some(count),
                 }))
             }
             MetricType::Histogram => {
@@ -163,11 +165,12 @@ fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError>
                 let count = histogram
                     .sample_count
                     .map(|c| c as f64)
-                    .or(histogram.sample_count_float);
+                    .or(histogram.sample_count_float)
+                    .unwrap_or(0.0);
                 Value::Distribution(Box::new(Distribution {
                     points,
-                    sum: histogram.sample_sum,
-                    count,
+                    sum: Some(histogram.sample_sum.unwrap_or(0.0)),
+                    count: Some(count),
                 }))
             }
         };
@@ -420,6 +423,32 @@ mod tests {
              # HELP g g help.\n# TYPE g gauge\ng{a=\"q\\\"\",z=\"1\"} 2.5\n\
              # HELP h h help.\n# TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"+Inf\"} 3\nh_sum 0.7\nh_count 3\n\
              # HELP s s help.\n# TYPE s summary\ns{quantile=\"0.5\"} 2\ns{quantile=\"0.9\"} 3\ns_sum 10\ns_count 4\n"
+        );
+    }
+
+    #[test]
+    fn absent_sums_and_counts_read_as_zero_as_in_go() {
+        // Found by the protobuf fuzz target: a summary with no fields at
+        // all rendered to no lines and vanished from the stored file.
+        let empty = |summary: bool| Metric {
+            summary: summary.then(Summary::default),
+            histogram: (!summary).then(Histogram::default),
+            ..Metric::default()
+        };
+        let families = decode(&body(&[
+            family("s", 2, vec![empty(true)]),
+            family("h", 4, vec![empty(false)]),
+        ]))
+        .unwrap();
+        let text = to_string(&families);
+        assert_eq!(
+            text,
+            "# HELP h h help.\n# TYPE h histogram\nh_sum 0\nh_count 0\n\
+             # HELP s s help.\n# TYPE s summary\ns_sum 0\ns_count 0\n"
+        );
+        assert_eq!(
+            crate::exposition::parse::parse(text.as_bytes()).unwrap(),
+            families
         );
     }
 
