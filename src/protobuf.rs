@@ -123,56 +123,9 @@ fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError>
             MetricType::Untyped => {
                 Value::Single(metric.untyped.ok_or_else(mismatch)?.value.unwrap_or(0.0))
             }
-            MetricType::Summary => {
-                let summary = metric.summary.ok_or_else(mismatch)?;
-                let points = summary
-                    .quantile
-                    .iter()
-                    .map(|q| (q.quantile.unwrap_or(0.0), q.value.unwrap_or(0.0)))
-                    .collect();
-                // Absent proto2 fields read as 0, as Go's getters (and so
-                // the Pushgateway's text output) have them.
-                #[allow(clippy::cast_precision_loss)]
-                let count = summary.sample_count.unwrap_or(0) as f64;
-                Value::Distribution(Box::new(Distribution {
-                    points,
-                    sum: Some(summary.sample_sum.unwrap_or(0.0)),
-                    count: Some(count),
-                }))
-            }
-            MetricType::Histogram => {
-                let histogram = metric.histogram.ok_or_else(mismatch)?;
-                if !histogram.positive_span.is_empty()
-                    || !histogram.negative_span.is_empty()
-                    || histogram.schema.is_some()
-                {
-                    return Err(ProtobufError::NativeHistogram { name });
-                }
-                #[allow(clippy::cast_precision_loss)]
-                let points = histogram
-                    .bucket
-                    .iter()
-                    .map(|b| {
-                        let count = b
-                            .cumulative_count
-                            .map(|c| c as f64)
-                            .or(b.cumulative_count_float)
-                            .unwrap_or(0.0);
-                        (b.upper_bound.unwrap_or(0.0), count)
-                    })
-                    .collect();
-                #[allow(clippy::cast_precision_loss)]
-                let count = histogram
-                    .sample_count
-                    .map(|c| c as f64)
-                    .or(histogram.sample_count_float)
-                    .unwrap_or(0.0);
-                Value::Distribution(Box::new(Distribution {
-                    points,
-                    sum: Some(histogram.sample_sum.unwrap_or(0.0)),
-                    count: Some(count),
-                }))
-            }
+            MetricType::Summary => summary_value(&metric.summary.ok_or_else(mismatch)?),
+            MetricType::Histogram => histogram_value(&metric.histogram.ok_or_else(mismatch)?)
+                .ok_or_else(|| ProtobufError::NativeHistogram { name: name.clone() })?,
         };
         let labels: Vec<(String, String)> = metric
             .label
@@ -183,6 +136,58 @@ fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError>
     }
     family.canonicalize();
     Ok(family)
+}
+
+// Absent proto2 fields read as 0, as Go's getters (and so the Pushgateway's
+// text output) have them.
+
+fn summary_value(summary: &Summary) -> Value {
+    let points = summary
+        .quantile
+        .iter()
+        .map(|q| (q.quantile.unwrap_or(0.0), q.value.unwrap_or(0.0)))
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let count = summary.sample_count.unwrap_or(0) as f64;
+    Value::Distribution(Box::new(Distribution {
+        points,
+        sum: Some(summary.sample_sum.unwrap_or(0.0)),
+        count: Some(count),
+    }))
+}
+
+/// `None` for a native histogram, which the text format cannot carry.
+fn histogram_value(histogram: &Histogram) -> Option<Value> {
+    if !histogram.positive_span.is_empty()
+        || !histogram.negative_span.is_empty()
+        || histogram.schema.is_some()
+    {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let points = histogram
+        .bucket
+        .iter()
+        .map(|b| {
+            let count = b
+                .cumulative_count
+                .map(|c| c as f64)
+                .or(b.cumulative_count_float)
+                .unwrap_or(0.0);
+            (b.upper_bound.unwrap_or(0.0), count)
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let count = histogram
+        .sample_count
+        .map(|c| c as f64)
+        .or(histogram.sample_count_float)
+        .unwrap_or(0.0);
+    Some(Value::Distribution(Box::new(Distribution {
+        points,
+        sum: Some(histogram.sample_sum.unwrap_or(0.0)),
+        count: Some(count),
+    })))
 }
 
 // The subset of client_model's metrics.proto that promdrop reads. Field
