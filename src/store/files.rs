@@ -13,10 +13,16 @@ use std::path::Path;
 /// Opens a regular file for reading, following symlinks (as node_exporter
 /// does) but never blocking; anything else is an error.
 pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    regular(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?,
+    )
+}
+
+/// `file` if it is a regular file, else an error.
+fn regular(file: File) -> io::Result<File> {
     if file.metadata()?.is_file() {
         Ok(file)
     } else {
@@ -65,15 +71,7 @@ pub(crate) fn open_state_file(
     if let Some(mode) = create_mode {
         options.create(true).truncate(false).mode(mode);
     }
-    let file = options.open(path)?;
-    if file.metadata()?.is_file() {
-        Ok(file)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
-    }
+    regular(options.open(path)?)
 }
 
 #[cfg(test)]
