@@ -63,7 +63,9 @@ pub enum ProtobufError {
 
 /// Decodes a delimited stream: each message is preceded by its length as a
 /// varint, until the end of the body. As in the Pushgateway, a later family
-/// with the same name replaces an earlier one. Families come back sorted.
+/// with the same name replaces an earlier one. A family left without
+/// metrics is dropped, as the text parser drops a TYPE line without
+/// samples. Families come back sorted.
 pub fn decode(mut body: &[u8]) -> Result<Vec<Family>, ProtobufError> {
     let mut families: Vec<Family> = Vec::new();
     let mut index = 0;
@@ -75,6 +77,7 @@ pub fn decode(mut body: &[u8]) -> Result<Vec<Family>, ProtobufError> {
         families.retain(|f| f.name() != family.name());
         families.push(family);
     }
+    families.retain(|f| !f.is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(families)
 }
@@ -455,6 +458,13 @@ mod tests {
             crate::exposition::parse::parse(text.as_bytes()).unwrap(),
             families
         );
+    }
+
+    #[test]
+    fn a_family_without_metrics_is_dropped_as_in_text() {
+        // Found by the protobuf fuzz target: it rendered to nothing.
+        let families = decode(&body(&[family("empty", 2, vec![])])).unwrap();
+        assert!(families.is_empty(), "{families:?}");
     }
 
     #[test]
