@@ -59,6 +59,17 @@ pub enum ProtobufError {
         /// The family.
         name: String,
     },
+    /// A summary with a quantile twice, or a histogram with a bucket
+    /// bound twice, in one metric: the text format would refuse it.
+    #[error("metric family {name:?} has {label}=\"{bound}\" twice in one metric")]
+    DuplicateBound {
+        /// The family.
+        name: String,
+        /// `quantile` or `le`.
+        label: &'static str,
+        /// The bound.
+        bound: String,
+    },
 }
 
 /// Decodes a delimited stream: each message is preceded by its length as a
@@ -130,6 +141,21 @@ fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError>
             MetricType::Histogram => histogram_value(&metric.histogram.ok_or_else(mismatch)?)
                 .ok_or_else(|| ProtobufError::NativeHistogram { name: name.clone() })?,
         };
+        if let Value::Distribution(distribution) = &value {
+            let mut bounds: Vec<f64> = distribution.points.iter().map(|(b, _)| *b).collect();
+            bounds.sort_by(f64::total_cmp);
+            if let Some(twice) = bounds.windows(2).find(|w| w[0].total_cmp(&w[1]).is_eq()) {
+                return Err(ProtobufError::DuplicateBound {
+                    name,
+                    label: if kind == MetricType::Summary {
+                        "quantile"
+                    } else {
+                        "le"
+                    },
+                    bound: twice[0].to_string(),
+                });
+            }
+        }
         let labels: Vec<(String, String)> = metric
             .label
             .into_iter()
@@ -457,6 +483,28 @@ mod tests {
         assert_eq!(
             crate::exposition::parse::parse(text.as_bytes()).unwrap(),
             families
+        );
+    }
+
+    #[test]
+    fn a_bound_twice_is_refused_as_in_text() {
+        // Found by the protobuf fuzz target: it rendered to text that does
+        // not parse.
+        let quantile = |q| Quantile {
+            quantile: Some(q),
+            value: Some(1.0),
+        };
+        let summary = Metric {
+            summary: Some(Summary {
+                quantile: vec![quantile(0.5), quantile(0.9), quantile(0.5)],
+                ..Summary::default()
+            }),
+            ..Metric::default()
+        };
+        let err = decode(&body(&[family("s", 2, vec![summary])])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metric family \"s\" has quantile=\"0.5\" twice in one metric"
         );
     }
 
