@@ -59,6 +59,9 @@ pub enum ProtobufError {
         /// The family.
         name: String,
     },
+    /// Families that the text format cannot carry.
+    #[error("pushed metrics cannot be stored as text: {0}")]
+    NotText(String),
     /// A summary with a quantile twice, or a histogram with a bucket
     /// bound twice, in one metric: the text format would refuse it.
     #[error("metric family {name:?} has {label}=\"{bound}\" twice in one metric")]
@@ -90,7 +93,12 @@ pub fn decode(mut body: &[u8]) -> Result<Vec<Family>, ProtobufError> {
     }
     families.retain(|f| !f.is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(families)
+    // Protobuf can carry what the text format cannot (a NaN quantile, say),
+    // and promdrop stores text: hold pushed families to exactly the text
+    // parser's rules by passing them through it.
+    let text = crate::exposition::render::to_string(&families);
+    crate::exposition::parse::parse(text.as_bytes())
+        .map_err(|e| ProtobufError::NotText(e.kind.to_string()))
 }
 
 fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError> {
@@ -505,6 +513,27 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "metric family \"s\" has quantile=\"0.5\" twice in one metric"
+        );
+    }
+
+    #[test]
+    fn what_text_cannot_carry_is_refused() {
+        // Found by the protobuf fuzz target: a NaN quantile.
+        let summary = Metric {
+            summary: Some(Summary {
+                quantile: vec![Quantile {
+                    quantile: Some(f64::NAN),
+                    value: Some(1.0),
+                }],
+                ..Summary::default()
+            }),
+            ..Metric::default()
+        };
+        let err = decode(&body(&[family("s", 2, vec![summary])])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("pushed metrics cannot be stored as text: "),
+            "{err}"
         );
     }
 
