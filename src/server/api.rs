@@ -50,12 +50,10 @@ pub fn metrics(app: &App) -> Result<Response, HttpError> {
         labels.insert("job".into(), group.key.job().into());
         object.insert("labels".into(), labels.into());
         let pushed = group.pushed_at().unwrap_or(0.0);
-        let failed = group
-            .single_value("push_failure_time_seconds")
-            .unwrap_or(0.0);
+        let failed = group.failed_at().unwrap_or(0.0);
         object.insert("last_push_successful".into(), (failed <= pushed).into());
         let stamp = rfc3339(UNIX_EPOCH + Duration::from_secs_f64(pushed.max(0.0)));
-        for family in &group.families {
+        for family in &group.families() {
             object.insert(family.name().to_owned(), family_json(family, &stamp));
         }
         groups.push(Json::Object(object));

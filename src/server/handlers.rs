@@ -3,15 +3,15 @@
 //! every route is testable in-process. Handlers parse and validate, then
 //! make one call into the [`Store`]; they never touch files themselves.
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::time::{Duration, SystemTime};
 
 use crate::duration;
 use crate::exposition::Family;
 use crate::exposition::parse::parse;
-use crate::exposition::render::render;
 use crate::grouping_key::{GroupingKey, UrlKeyError};
-use crate::store::{PushMode, Store, StoreError};
+use crate::store::{PushMode, Rendered, RenderedFamily, Snapshot, Store, StoreError};
 
 use super::failures::Failures;
 use super::limits::{Cap, Limits, OverLimit};
@@ -366,10 +366,12 @@ fn status_page(app: &App) -> Result<Response, HttpError> {
 /// Every live group (expired ones are never served), families of the same
 /// name merged under one HELP and TYPE, sorted by name. Other `*.prom` files
 /// are left out, counted, and logged the first time.
+///
+/// Each group's families are text already (see [`Snapshot`]): a scrape
+/// copies the first group's HELP, TYPE and samples of a family, then the
+/// samples of every other group with that family, in file-name order.
 fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
     let now = SystemTime::now();
-    let mut merged: Vec<Family> = Vec::new();
-    let (mut groups, mut series) = (0, 0);
     let listing = app.store.listing()?;
     for skipped in listing.skipped.iter().filter(|s| s.new) {
         super::log(&format!(
@@ -378,34 +380,32 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
             skipped.reason
         ));
     }
-    for info in listing.groups {
-        if info.group.expired(now) {
-            continue;
-        }
-        groups += 1;
-        series += info.group.families.iter().map(Family::len).sum::<usize>();
-        for family in info.group.families {
-            match merged.iter_mut().find(|f| f.name() == family.name()) {
-                // Families disagreeing on HELP or TYPE never pass the store's
-                // checks; one that slipped in by other means is left out.
-                Some(existing)
-                    if existing.kind() == family.kind() && existing.help() == family.help() =>
-                {
-                    existing.absorb(&family);
-                }
-                Some(_) => {}
-                None => merged.push(family),
+    let live: Vec<&Snapshot> = listing
+        .groups
+        .iter()
+        .map(|info| &*info.group)
+        .filter(|group| !group.expired(now))
+        .collect();
+    let series = live.iter().map(|g| g.served_series()).sum();
+    let own = Rendered::new(app.stats.families(live.len(), series, &listing.skipped));
+    let mut by_name: BTreeMap<&str, Vec<RenderedFamily<'_>>> = BTreeMap::new();
+    for family in live.iter().flat_map(|g| g.rendered().iter()).chain(own.iter()) {
+        by_name.entry(family.name).or_default().push(family);
+    }
+    let size = live.iter().map(|g| g.rendered().len()).sum::<usize>() + own.len();
+    let mut body = String::with_capacity(size);
+    for families in by_name.values() {
+        let first = families[0];
+        body.push_str(first.text);
+        for family in &families[1..] {
+            // Families disagreeing on HELP or TYPE never pass the store's
+            // checks; one that slipped in by other means is left out.
+            if family.kind == first.kind && family.help == first.help {
+                body.push_str(family.samples);
             }
         }
     }
-    for family in &mut merged {
-        family.canonicalize();
-        family.complete_histograms();
-    }
-    merged.extend(app.stats.families(groups, series, &listing.skipped));
-    merged.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut body = Vec::new();
-    render(&merged, &mut body).expect("rendering to memory cannot fail");
+    let body = body.into_bytes();
     let mut response = Response::new(200, body);
     response.headers.push((
         "content-type",
@@ -602,7 +602,9 @@ mod tests {
         assert_eq!(post.status, 200, "{}", text(&post));
         let scrape = handle(&app, &request("GET", "/metrics", ""));
         let body = text(&scrape);
-        assert!(body.contains("# TYPE m gauge\nm{instance=\"\",job=\"other\",x=\"y\"} 2\nm{instance=\"db1\",job=\"backup\"} 1\n"), "{body}");
+        // One HELP and TYPE per family; the series of each group together,
+        // groups in file-name order.
+        assert!(body.contains("# TYPE m gauge\nm{instance=\"db1\",job=\"backup\"} 1\nm{instance=\"\",job=\"other\",x=\"y\"} 2\n"), "{body}");
         assert_eq!(
             body.matches("# TYPE push_time_seconds gauge").count(),
             1,
@@ -755,7 +757,7 @@ mod tests {
         small.limits.compressed_body = 500;
         let gzip = |text: &str| {
             let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
             std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
             encoder.finish().unwrap()
         };

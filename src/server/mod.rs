@@ -103,6 +103,22 @@ pub enum ServeError {
     },
 }
 
+/// Makes every thread allocate from one glibc arena. By default each
+/// thread that allocates may get an arena of its own, up to eight per core,
+/// and memory freed in one stays there: after a few thousand pushes through
+/// the worker and blocking threads, the server holds about twice the memory
+/// it uses. Pushes serialize on the directory lock anyway, so sharing one
+/// arena costs them little. Called before any thread starts.
+#[allow(unsafe_code)]
+fn one_allocator_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator settings; no thread exists yet
+    // that could be allocating.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     let web = match &options.web_config {
@@ -146,10 +162,9 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         auth,
         quit: Box::new(move || notify.notify_one()),
     });
+    one_allocator_arena();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // Each blocking thread may get an allocator arena of its own; a few
-        // are plenty for a store that serializes writes anyway.
         .max_blocking_threads(16)
         .enable_all()
         .build()

@@ -6,12 +6,13 @@
 //! or from the directory passes through [`escape`].
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::duration::{human, timestamp};
 use crate::grouping_key::GroupingKey;
-use crate::store::{Group, GroupInfo, Skipped};
+use crate::store::{GroupInfo, Skipped, Snapshot};
 
 use super::failures::Failure;
 
@@ -41,7 +42,7 @@ pub struct Row {
     /// The grouping key.
     pub key: GroupingKey,
     /// The group as stored; `None` when only a refused push is known.
-    pub group: Option<Group>,
+    pub group: Option<Arc<Snapshot>>,
     /// The last refused push to the key, if remembered.
     pub failure: Option<Failure>,
 }
@@ -205,19 +206,20 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::{Row, escape, render, rows};
     use crate::exposition::{Family, MetricType, Value};
     use crate::grouping_key::GroupingKey;
     use crate::server::failures::Failure;
-    use crate::store::{Group, GroupInfo};
+    use crate::store::{Group, GroupInfo, Snapshot};
 
     fn key(job: &str, labels: &[(&str, &str)]) -> GroupingKey {
         GroupingKey::of(job, labels)
     }
 
-    fn group(key: GroupingKey, pushed: f64, ttl: Option<u64>, series: usize) -> Group {
+    fn group(key: GroupingKey, pushed: f64, ttl: Option<u64>, series: usize) -> Arc<Snapshot> {
         let mut families = Vec::new();
         let mut pushed_family = Family::new("push_time_seconds", MetricType::Gauge);
         pushed_family.push::<&str, &str>(&[], Value::Single(pushed));
@@ -227,11 +229,11 @@ mod tests {
             metric.push(&[("i", i.to_string())], Value::Single(1.0));
         }
         families.push(metric);
-        Group {
+        Arc::new(Snapshot::of(Group {
             key,
             ttl: ttl.map(Duration::from_secs),
             families,
-        }
+        }))
     }
 
     fn failure(seconds: u64, message: &str) -> Failure {

@@ -20,10 +20,12 @@ mod files;
 mod index;
 mod lock;
 mod postings;
+mod snapshot;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exposition::parse::parse;
@@ -36,6 +38,7 @@ use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
 use self::index::{Index, Stamp};
 use self::lock::FileLock;
 pub use self::lock::Wait;
+pub use self::snapshot::{Rendered, RenderedFamily, Snapshot};
 
 const STATE_DIR: &str = ".promdrop";
 /// The largest file a store reads unless told otherwise.
@@ -202,13 +205,6 @@ impl Group {
         self.single_value("push_time_seconds")
     }
 
-    /// Time since the last push, never negative; `None` without a push time.
-    pub fn age(&self, now: SystemTime) -> Option<Duration> {
-        let pushed = self.pushed_at()?;
-        let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-        Duration::try_from_secs_f64((now - pushed).max(0.0)).ok()
-    }
-
     /// The value of a family that holds a single series, like the push times.
     pub fn single_value(&self, name: &str) -> Option<f64> {
         self.families
@@ -318,8 +314,8 @@ impl Header {
 pub struct GroupInfo {
     /// The group's file name.
     pub file: String,
-    /// The group.
-    pub group: Group,
+    /// The group, as last read.
+    pub group: Arc<Snapshot>,
 }
 
 /// A `*.prom` file that [`Store::listing`] left out, and why.
@@ -400,7 +396,7 @@ pub enum Expired {
 type FileId = (u64, u64, i64, i64);
 
 /// What reading a `*.prom` file gave: a group, or why it is none.
-type ReadOutcome = Result<Group, SkipReason>;
+type ReadOutcome = Result<Arc<Snapshot>, SkipReason>;
 
 /// The textfile directory, opened.
 #[derive(Debug)]
@@ -727,7 +723,7 @@ impl Store {
                         Err(SkipReason::TooLarge)
                     } else {
                         match self.read_group(name) {
-                            Ok(Some(group)) => Ok(group),
+                            Ok(Some(group)) => Ok(Arc::new(Snapshot::of(group))),
                             // Gone since the listing.
                             Ok(None) => continue,
                             Err(StoreError::NotOurs(_)) => Err(SkipReason::Foreign),
