@@ -389,7 +389,11 @@ fn scrape(app: &App, request: &Request) -> Result<Response, HttpError> {
     let series = live.iter().map(|g| g.served_series()).sum();
     let own = Rendered::new(app.stats.families(live.len(), series, &listing.skipped));
     let mut by_name: BTreeMap<&str, Vec<RenderedFamily<'_>>> = BTreeMap::new();
-    for family in live.iter().flat_map(|g| g.rendered().iter()).chain(own.iter()) {
+    for family in live
+        .iter()
+        .flat_map(|g| g.rendered().iter())
+        .chain(own.iter())
+    {
         by_name.entry(family.name).or_default().push(family);
     }
     let size = live.iter().map(|g| g.rendered().len()).sum::<usize>() + own.len();

@@ -6,8 +6,8 @@
 //! or from the directory passes through [`escape`].
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::duration::{human, timestamp};

@@ -193,3 +193,38 @@ impl Snapshot {
         parse(self.families.text.as_bytes()).expect("rendered text parses")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rendered;
+    use crate::exposition::parse::parse;
+
+    #[test]
+    fn each_family_splits_into_its_header_and_its_samples() {
+        let text = "# HELP a Two\\nlines.\n# TYPE a counter\na 1\n\
+                    # TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_count 3\nh_sum 4\n\
+                    # TYPE u untyped\nu{x=\"# y\"} 5\n";
+        let rendered = Rendered::new(parse(text.as_bytes()).unwrap());
+        let families: Vec<_> = rendered.iter().collect();
+        assert_eq!(families.len(), 3);
+        assert_eq!(
+            (families[0].name, families[0].help),
+            ("a", Some("Two\nlines."))
+        );
+        assert_eq!(families[0].samples, "a 1\n");
+        assert!(
+            families[0]
+                .text
+                .starts_with("# HELP a Two\\nlines.\n# TYPE a counter\n")
+        );
+        // The +Inf bucket a scrape serves is added.
+        assert_eq!(
+            families[1].samples,
+            "h_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_sum 4\nh_count 3\n"
+        );
+        assert_eq!(families[2].samples, "u{x=\"# y\"} 5\n");
+        let whole: String = families.iter().map(|f| f.text).collect();
+        assert_eq!(whole.len(), rendered.len());
+        assert_eq!(parse(whole.as_bytes()).unwrap().len(), 3);
+    }
+}
