@@ -12,16 +12,17 @@
 //! a terminal.
 
 use std::ffi::OsString;
-use std::process::{Command, ExitStatus};
+use std::io::Read as _;
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use signal_hook::SigId;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 
 use super::metrics::Ending;
 
@@ -55,23 +56,8 @@ pub struct Finished {
 
 /// Runs the command to its end.
 pub fn execute(spec: &Spec) -> Finished {
-    let pid = Arc::new(AtomicI32::new(0));
     // Registered before the spawn, so no signal falls between the two.
-    let forwarder = Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .ok()
-        .map(|mut signals| {
-            let handle = signals.handle();
-            let pid = Arc::clone(&pid);
-            let thread = std::thread::spawn(move || {
-                for signal in signals.forever() {
-                    let target = pid.load(Ordering::SeqCst);
-                    if let (true, Ok(signal)) = (target != 0, Signal::try_from(signal)) {
-                        let _ = kill(Pid::from_raw(target), signal);
-                    }
-                }
-            });
-            (handle, thread)
-        });
+    let signals = Signals::register().ok();
     let started = SystemTime::now();
     let (program, args) = spec
         .command
@@ -84,8 +70,7 @@ pub fn execute(spec: &Spec) -> Finished {
     if group {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
     }
-    let spawned = command.spawn();
-    let finished = match spawned {
+    match command.spawn() {
         Err(err) => {
             let (ending, why) = match err.kind() {
                 std::io::ErrorKind::NotFound => (Ending::NotFound, "command not found".to_owned()),
@@ -106,17 +91,7 @@ pub fn execute(spec: &Spec) -> Finished {
         Ok(mut child) => {
             let id = i32::try_from(child.id()).unwrap_or(0);
             let target = if group { -id } else { id };
-            pid.store(target, Ordering::SeqCst);
-            let (status, timed_out) = if spec.timeout.is_some() {
-                let (sender, receiver) = mpsc::channel();
-                std::thread::spawn(move || {
-                    let _ = sender.send(child.wait());
-                });
-                wait(&receiver, target, spec)
-            } else {
-                (child.wait().ok(), false)
-            };
-            pid.store(0, Ordering::SeqCst);
+            let (status, timed_out) = supervise(&mut child, target, spec, signals.as_ref());
             let ending = match status {
                 Some(status) => classify(status),
                 // Waiting failed: nothing is known but that it is over.
@@ -130,33 +105,110 @@ pub fn execute(spec: &Spec) -> Finished {
                 spawn_error: None,
             }
         }
-    };
-    if let Some((handle, thread)) = forwarder {
-        handle.close();
-        let _ = thread.join();
     }
-    finished
 }
 
-/// Waits for the child, enforcing the timeout; `target` is the pid (or the
-/// negated process group) that signals go to.
-fn wait(
-    receiver: &mpsc::Receiver<std::io::Result<ExitStatus>>,
+/// Waits for the child in this thread, forwarding signals to `target` (the
+/// pid, or the negated process group) and enforcing the timeout: SIGTERM
+/// when it runs out, SIGKILL once the grace period after it has too.
+/// Returns the status, and whether the timeout stopped the child.
+fn supervise(
+    child: &mut Child,
     target: i32,
     spec: &Spec,
+    signals: Option<&Signals>,
 ) -> (Option<ExitStatus>, bool) {
-    let Some(timeout) = spec.timeout else {
-        return (receiver.recv().ok().and_then(Result::ok), false);
+    let Some(signals) = signals else {
+        // No way to be woken: wait plainly (and no timeout can be enforced).
+        return (child.wait().ok(), false);
     };
-    if let Ok(status) = receiver.recv_timeout(timeout) {
-        return (status.ok(), false);
+    let mut deadline = spec.timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Some(status), timed_out),
+            Ok(None) => {}
+            Err(_) => return (None, timed_out),
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            let signal = if timed_out {
+                deadline = None;
+                Signal::SIGKILL
+            } else {
+                timed_out = true;
+                deadline = Some(Instant::now() + spec.kill_after);
+                Signal::SIGTERM
+            };
+            let _ = kill(Pid::from_raw(target), signal);
+            continue;
+        }
+        signals.sleep(left);
+        for signal in signals.forwarded() {
+            let _ = kill(Pid::from_raw(target), signal);
+        }
     }
-    let _ = kill(Pid::from_raw(target), Signal::SIGTERM);
-    if let Ok(status) = receiver.recv_timeout(spec.kill_after) {
-        return (status.ok(), true);
+}
+
+/// The signals promdrop forwards to the command, and SIGCHLD to learn that
+/// it ended, without a thread: each wakes [`Signals::sleep`] through a
+/// socket, and each forwarded one also raises its flag. Unregistered on drop.
+struct Signals {
+    wake: UnixStream,
+    flags: Vec<(Signal, Arc<AtomicBool>)>,
+    ids: Vec<SigId>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        let (wake, writer) = UnixStream::pair()?;
+        let mut signals = Self {
+            wake,
+            flags: Vec::new(),
+            ids: Vec::new(),
+        };
+        for (number, signal) in [
+            (SIGTERM, Signal::SIGTERM),
+            (SIGINT, Signal::SIGINT),
+            (SIGHUP, Signal::SIGHUP),
+        ] {
+            let flag = Arc::new(AtomicBool::new(false));
+            signals
+                .ids
+                .push(signal_hook::flag::register(number, Arc::clone(&flag))?);
+            signals.flags.push((signal, flag));
+        }
+        for number in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] {
+            let writer = writer.try_clone()?;
+            signals
+                .ids
+                .push(signal_hook::low_level::pipe::register(number, writer)?);
+        }
+        Ok(signals)
     }
-    let _ = kill(Pid::from_raw(target), Signal::SIGKILL);
-    (receiver.recv().ok().and_then(Result::ok), true)
+
+    /// Returns when a signal arrived (possibly before this call) or after
+    /// `limit`.
+    fn sleep(&self, limit: Option<Duration>) {
+        let _ = self.wake.set_read_timeout(limit);
+        let _ = (&self.wake).read(&mut [0; 64]);
+    }
+
+    /// The forwarded signals that arrived since the last call.
+    fn forwarded(&self) -> impl Iterator<Item = Signal> + '_ {
+        self.flags
+            .iter()
+            .filter(|(_, flag)| flag.swap(false, Ordering::SeqCst))
+            .map(|(signal, _)| *signal)
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 fn classify(status: ExitStatus) -> Ending {
