@@ -265,6 +265,10 @@ impl<'a> Parser<'a> {
         }
         self.canonical_text();
         let state = &mut self.states[index];
+        if self.labels.iter().any(|(name, _)| name.starts_with("__")) {
+            // Read, but refused later by validate: it must look at them.
+            state.family().label_names_ok = false;
+        }
         if !kind.is_distribution() {
             let text = std::mem::take(&mut self.text);
             state
