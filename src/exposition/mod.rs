@@ -279,6 +279,12 @@ impl Family {
         self.series.len() - 1
     }
 
+    /// The canonical label text of series `index`.
+    pub(crate) fn labels_at(&self, index: usize) -> &str {
+        let s = &self.series[index];
+        &self.arena[s.start as usize..(s.start + s.len) as usize]
+    }
+
     pub(crate) fn value_mut(&mut self, index: usize) -> &mut Value {
         &mut self.series[index].value
     }

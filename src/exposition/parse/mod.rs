@@ -277,7 +277,14 @@ impl<'a> Parser<'a> {
             self.text = text;
             return Ok(());
         }
-        let series = if let Some(&series) = state.distributions.get(self.text.as_str()) {
+        // A series' lines are usually together: try the last one before
+        // hashing.
+        let last = state.family().len().checked_sub(1);
+        let series = if let Some(series) =
+            last.filter(|&last| state.family().labels_at(last) == self.text.as_str())
+        {
+            series
+        } else if let Some(&series) = state.distributions.get(self.text.as_str()) {
             series
         } else {
             let series = state.family().push_canonical(
