@@ -11,6 +11,9 @@
 /// optional sign. Refused: `p`, `P` or `_` anywhere, hex, an empty string, and
 /// values that overflow to infinity (`1e400`). Underflow rounds to zero.
 pub fn parse(token: &[u8]) -> Option<f64> {
+    if let Some(value) = parse_short_decimal(token) {
+        return Some(value);
+    }
     if token.is_empty() || token.iter().any(|b| matches!(b, b'p' | b'P' | b'_')) {
         return None;
     }
@@ -24,6 +27,49 @@ pub fn parse(token: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(token).ok()?;
     let value: f64 = text.parse().ok()?;
     value.is_finite().then_some(value)
+}
+
+/// Powers of ten that are exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The common spelling, `[+-]?digits[.digits]` with at most 15 digits, read
+/// in one pass; `None` sends anything else to the full reader. With at most
+/// 15 digits the digits are an integer `m` exact in an `f64` and there are
+/// at most 15 after the point, so `m / 10^k` is one correctly rounded
+/// division of exact operands (Clinger's fast path): the value the full
+/// reader finds.
+fn parse_short_decimal(token: &[u8]) -> Option<f64> {
+    let (negative, unsigned) = match token.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, token),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0;
+    let mut point = None;
+    for (i, &b) in unsigned.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let scale = point.map_or(0, |i| unsigned.len() - i - 1);
+    #[allow(clippy::cast_precision_loss)] // below 10^15 < 2^53: exact
+    let value = mantissa as f64 / POW10[scale];
+    Some(if negative { -value } else { value })
 }
 
 fn parse_special(token: &[u8]) -> Option<f64> {
@@ -96,11 +142,11 @@ pub fn write(out: &mut String, value: f64) {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
     } else if value == 0.0 {
         out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
-    } else if value.fract() == 0.0 && value.abs() < 1e6 {
-        // Integers are the common case (counts, sizes) and format fastest.
-        #[allow(clippy::cast_possible_truncation)]
-        let integer = value as i64;
-        let _ = write!(out, "{integer}");
+    } else if let Some((mantissa, scale)) = short_decimal(value.abs()) {
+        if value < 0.0 {
+            out.push('-');
+        }
+        write_decimal(out, mantissa, scale);
     } else if (1e-4..1e6).contains(&value.abs()) {
         // Go writes these positionally, with the shortest round-trip digits,
         // which is exactly what Rust's `Display` does.
@@ -109,6 +155,97 @@ pub fn write(out: &mut String, value: f64) {
         let mut scratch = String::with_capacity(32);
         let _ = write!(scratch, "{value:e}");
         write_scientific_as_go(out, &scratch);
+    }
+}
+
+/// Mantissas below this have a unique decimal of their scale in the
+/// rounding interval of their value, with a wide margin: the interval is at
+/// most `value * 2^-52` wide, and `10^14 * 2^-52` is below 1/40 of a step of
+/// the next finer scale.
+const SHORT_MANTISSA: f64 = 1e14;
+
+/// `(m, k)` with `value == m / 10^k` exactly as Go reads it, for the
+/// smallest `k`, when `m` is below [`SHORT_MANTISSA`]: what counts, sizes,
+/// and values written with a few decimals (`12.5`, `0.005`) are. Then the
+/// digits of `m` are the shortest round-trip digits of `value`, the ones
+/// `Display` and Go's `'g'` find the slow way: another decimal of at most as
+/// many digits would lie on the same grid of `10^-k` (or a coarser one) in
+/// the rounding interval, which holds only one point of that grid.
+/// `value` is positive and finite.
+fn short_decimal(value: f64) -> Option<(u64, usize)> {
+    for (scale, &power) in POW10.iter().enumerate() {
+        let scaled = (value * power).round();
+        if scaled >= SHORT_MANTISSA {
+            return None;
+        }
+        // `scaled` and `power` are exact, so this division is how Go reads
+        // the decimal `scaled / 10^scale`.
+        if scaled / power == value {
+            #[allow(clippy::cast_sign_loss)] // positive, below 10^14
+            return Some((scaled as u64, scale));
+        }
+    }
+    None
+}
+
+/// Writes `mantissa / 10^scale` in Go's `'g'` layout: positional when the
+/// decimal exponent is from -4 to 5, else `d.ddde+XX`. `mantissa` is not 0,
+/// and does not end in 0 when `scale` is not 0.
+fn write_decimal(out: &mut String, mantissa: u64, scale: usize) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut rest = mantissa;
+    while rest > 0 {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let digits = &buf[at..];
+    // At most 20 digits and a scale of at most 22: no truncation.
+    let exponent = i32::from(digits.len() as u8) - 1 - i32::from(scale as u8);
+    let push = |out: &mut String, bytes: &[u8]| {
+        out.extend(bytes.iter().map(|&b| char::from(b)));
+    };
+    if (-4..6).contains(&exponent) {
+        if scale == 0 {
+            push(out, digits);
+        } else if digits.len() > scale {
+            let point = digits.len() - scale;
+            push(out, &digits[..point]);
+            out.push('.');
+            push(out, &digits[point..]);
+        } else {
+            out.push_str("0.");
+            for _ in digits.len()..scale {
+                out.push('0');
+            }
+            push(out, digits);
+        }
+    } else {
+        let mut end = digits.len();
+        while end > 1 && digits[end - 1] == b'0' {
+            end -= 1;
+        }
+        push(out, &digits[..1]);
+        if end > 1 {
+            out.push('.');
+            push(out, &digits[1..end]);
+        }
+        out.push('e');
+        out.push(if exponent < 0 { '-' } else { '+' });
+        let magnitude = exponent.unsigned_abs();
+        if magnitude < 10 {
+            out.push('0');
+        }
+        let mut exp_buf = [0u8; 3];
+        let mut exp_at = exp_buf.len();
+        let mut rest = magnitude;
+        while rest > 0 {
+            exp_at -= 1;
+            exp_buf[exp_at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        push(out, &exp_buf[exp_at..]);
     }
 }
 
@@ -234,6 +371,127 @@ mod tests {
         ];
         for &(value, want) in cases {
             assert_eq!(to_string(value), want, "{value:?}");
+        }
+    }
+
+    /// `write` before its fast paths: `Display`, `{:e}` and the integer
+    /// case, which the fast paths must match byte for byte.
+    fn reference(value: f64) -> String {
+        let mut out = String::new();
+        if value.is_nan() || value.is_infinite() || value == 0.0 {
+            super::write(&mut out, value);
+        } else if value.fract() == 0.0 && value.abs() < 1e6 {
+            #[allow(clippy::cast_possible_truncation)]
+            let integer = value as i64;
+            out = integer.to_string();
+        } else if (1e-4..1e6).contains(&value.abs()) {
+            out = format!("{value}");
+        } else {
+            super::write_scientific_as_go(&mut out, &format!("{value:e}"));
+        }
+        out
+    }
+
+    /// A small deterministic generator (xorshift64*), so the comparison
+    /// covers the same million values on every run.
+    fn numbers(count: usize) -> impl Iterator<Item = u64> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        std::iter::repeat_with(move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        })
+        .take(count)
+    }
+
+    #[test]
+    fn fast_paths_write_what_the_slow_ones_did() {
+        let mut values = vec![
+            1e-4,
+            1e-5,
+            0.005,
+            0.1,
+            0.3,
+            1.0 / 3.0,
+            12.5,
+            999_999.5,
+            1e6,
+            1.5e9,
+            99_999_999_999_999.0,
+            1e14,
+            1e15,
+            1e22,
+            1e23,
+            123_456_789_012_345.6,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        for bits in numbers(300_000) {
+            // Random bit patterns, then short decimals of every scale, then
+            // integers, the last two near the fast paths' bounds.
+            values.push(f64::from_bits(bits));
+            let mantissa = bits >> (bits % 64);
+            let scale = (bits >> 58) % 23;
+            #[allow(clippy::cast_precision_loss)]
+            let decimal = mantissa as f64 / super::POW10[scale as usize];
+            values.push(decimal);
+            #[allow(clippy::cast_precision_loss)]
+            values.push((bits >> 10) as f64);
+        }
+        for value in values {
+            for value in [value, -value] {
+                assert_eq!(to_string(value), reference(value), "{value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_short_decimal_reader_agrees_with_the_full_one() {
+        let mut tokens: Vec<String> = [
+            "0",
+            "-0",
+            "+0",
+            ".5",
+            "5.",
+            "-.5",
+            "007",
+            "1.",
+            ".",
+            "+",
+            "-",
+            "",
+            "1..2",
+            "1.2.3",
+            "999999999999999",
+            "9999999999999999",
+            "0.000000000000001",
+            "123456789.012345",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for bits in numbers(200_000) {
+            let digits = (bits % 18) as usize + 1;
+            let text = format!("{:018}", bits % 1_000_000_000_000_000_000);
+            let text = &text[18 - digits..];
+            let point = (bits >> 40) as usize % (digits + 1);
+            let sign = ["", "-", "+"][(bits >> 50) as usize % 3];
+            tokens.push(format!("{sign}{}.{}", &text[..point], &text[point..]));
+            tokens.push(format!("{sign}{text}"));
+        }
+        for token in tokens {
+            let fast = super::parse_short_decimal(token.as_bytes());
+            let full = token.parse::<f64>().ok();
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast.to_bits()), full.map(f64::to_bits), "{token:?}");
+            }
+            assert_eq!(
+                parse(token.as_bytes()).map(f64::to_bits),
+                full.filter(|_| super::is_decimal(token.as_bytes()))
+                    .map(f64::to_bits),
+                "{token:?}"
+            );
         }
     }
 

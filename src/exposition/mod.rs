@@ -139,6 +139,12 @@ pub struct Family {
     /// Line of the first HELP, TYPE or sample that named this family; 0 when
     /// the family was built in code.
     line: u32,
+    /// Whether every label name of every series is known to pass
+    /// [`validate`](mod@validate)'s name checks (charset, no `__` prefix, no
+    /// name twice, not the type's `le` or `quantile`), so that it can skip
+    /// reading them all again. The parser vouches for what it read; every
+    /// other way of adding labels clears this unless it checked them.
+    label_names_ok: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,7 @@ impl Family {
             series: Vec::new(),
             arena: String::new(),
             line: 0,
+            label_names_ok: true,
         }
     }
 
@@ -238,6 +245,9 @@ impl Family {
             .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
+        if !sorted.is_empty() {
+            self.label_names_ok = false;
+        }
         let start = self.arena.len();
         for (i, (name, value)) in sorted.iter().enumerate() {
             if i > 0 {
@@ -252,6 +262,7 @@ impl Family {
     }
 
     /// Appends a series whose canonical label text the caller already holds.
+    /// The caller vouches for its label names, or clears `label_names_ok`.
     pub(crate) fn push_canonical(&mut self, text: &str, value: Value, line: u32) -> usize {
         let start = self.arena.len();
         self.arena.push_str(text);
@@ -266,6 +277,12 @@ impl Family {
             value,
         });
         self.series.len() - 1
+    }
+
+    /// The canonical label text of series `index`.
+    pub(crate) fn labels_at(&self, index: usize) -> &str {
+        let s = &self.series[index];
+        &self.arena[s.start as usize..(s.start + s.len) as usize]
     }
 
     pub(crate) fn value_mut(&mut self, index: usize) -> &mut Value {
@@ -285,6 +302,9 @@ impl Family {
         {
             if extra.iter().any(|(n, _, _)| n == name) {
                 continue;
+            }
+            if !validate::is_plain_label_name(name, self.kind) {
+                self.label_names_ok = false;
             }
             let mut escaped = String::with_capacity(value.len());
             escape_label_value(&mut escaped, value);
@@ -357,6 +377,7 @@ impl Family {
     /// scrape merges groups this way). Call [`Family::canonicalize`] once
     /// after the last one.
     pub fn absorb(&mut self, other: &Family) {
+        self.label_names_ok &= other.label_names_ok;
         for s in &other.series {
             let text = &other.arena[s.start as usize..(s.start + s.len) as usize];
             self.push_canonical(text, s.value.clone(), s.line);

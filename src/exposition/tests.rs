@@ -621,3 +621,34 @@ fn model_helpers() {
         r#"a="q\"u\\o\nte",b="new\"q",c="",z="2""#
     );
 }
+
+/// Parsed families skip validate's label name checks; labels added later
+/// must not.
+#[test]
+fn validates_label_names_added_after_parsing() {
+    let parsed = |text: &str| parse(text.as_bytes()).expect("test input parses");
+    let mut reserved = parsed("m{a=\"1\"} 1\n");
+    reserved[0].set_labels(&[("__x", "1")], &[]);
+    let mut bound = parsed("# TYPE h histogram\nh_sum 1\n");
+    bound[0].set_labels(&[], &[("le", "1")]);
+    let mut absorbed = parsed("n 1\n");
+    let mut built = Family::new("n", MetricType::Untyped);
+    built.push(&[("bad-label", "1")], Value::Single(1.0));
+    absorbed[0].absorb(&built);
+    let families = [reserved, bound, absorbed].concat();
+    let messages: Vec<String> = validate(&[Source {
+        name: "x",
+        families: &families,
+    }])
+    .into_iter()
+    .map(|p| p.violation.to_string())
+    .collect();
+    assert_eq!(
+        messages,
+        [
+            "label name \"__x\" on \"m\" starts with \"__\", which is reserved: node_exporter 1.5.0 crashes on it",
+            "label \"le\" is reserved on histogram \"h\"",
+            "invalid label name \"bad-label\" on \"n\": expected [a-zA-Z_][a-zA-Z0-9_]*",
+        ]
+    );
+}

@@ -237,9 +237,15 @@ impl<'a> Validator<'a> {
     fn duplicates(&mut self, index: usize, family: &'a Family) {
         let name = family.name();
         let alone = self.sources_per_name.get(name) == Some(&1);
+        if alone && identities_increase(family) {
+            // Distinct identities, so nothing to report, and no other
+            // family of this name will look them up: no map needed. Series
+            // are sorted by label text, and dropping the empty values all of
+            // them usually share (a pushed `instance=""`) keeps that order.
+            return;
+        }
         if alone && !family.series().any(|s| has_empty_value(s.labels)) {
-            // Series are sorted by label text, so duplicates are neighbours:
-            // no map needed in the common case.
+            // Series are sorted by label text, so duplicates are neighbours.
             let series: Vec<_> = family.series().collect();
             for pair in series.windows(2) {
                 if pair[0].labels == pair[1].labels {
@@ -314,22 +320,87 @@ fn has_empty_value(labels: Labels<'_>) -> bool {
     labels.as_text().contains("=\"\"")
 }
 
+/// Whether the identities of the family's series strictly increase, which
+/// proves them distinct.
+fn identities_increase(family: &Family) -> bool {
+    // One spare buffer, handed back and forth, instead of a string per series.
+    let mut spare = String::new();
+    let mut previous: Option<Cow<'_, str>> = None;
+    for s in family.series() {
+        let current = if has_empty_value(s.labels) {
+            let mut buf = std::mem::take(&mut spare);
+            buf.clear();
+            push_identity(s.labels, &mut buf);
+            Cow::Owned(buf)
+        } else {
+            Cow::Borrowed(s.labels.as_text())
+        };
+        if previous.as_ref().is_some_and(|p| *p >= current) {
+            return false;
+        }
+        if let Some(Cow::Owned(old)) = previous.replace(current) {
+            spare = old;
+        }
+    }
+    true
+}
+
+/// [`identity`], borrowed from the labels or built in `buf`.
+fn identity_in<'b>(labels: Labels<'b>, buf: &'b mut String) -> &'b str {
+    if !has_empty_value(labels) {
+        return labels.as_text();
+    }
+    buf.clear();
+    push_identity(labels, buf);
+    buf
+}
+
 /// A series' identity for the registry: node_exporter pads absent labels
 /// with `""`, so an empty value is the same as no label.
 fn identity(labels: Labels<'_>) -> Cow<'_, str> {
     if !has_empty_value(labels) {
         return Cow::Borrowed(labels.as_text());
     }
-    let kept: Vec<_> = labels.iter().filter(|(_, v)| !v.is_empty()).collect();
-    let mut family = Family::new("", MetricType::Untyped);
-    family.push(&kept, super::Value::Single(0.0));
-    Cow::Owned(
-        family
-            .series()
-            .next()
-            .map(|s| s.labels.as_text().to_owned())
-            .unwrap_or_default(),
-    )
+    let mut out = String::new();
+    push_identity(labels, &mut out);
+    Cow::Owned(out)
+}
+
+/// Appends [`identity`] to `out`, without allocating when `out` has room.
+///
+/// The identity is the canonical text of the pairs with a value: the label
+/// text minus its `name=""` pairs. When every name is a valid label name
+/// (as in any parsed or validated family) that is a filter of the text, which
+/// is sorted and escaped already; otherwise the pairs are rebuilt the long
+/// way, as a new series of a family would be.
+fn push_identity(labels: Labels<'_>, out: &mut String) {
+    if !has_empty_value(labels) {
+        out.push_str(labels.as_text());
+        return;
+    }
+    let start = out.len();
+    for (name, raw) in super::raw_pairs(labels.as_text()) {
+        if !is_label_name(name) {
+            out.truncate(start);
+            let kept: Vec<_> = labels.iter().filter(|(_, v)| !v.is_empty()).collect();
+            let mut family = Family::new("", MetricType::Untyped);
+            family.push(&kept, super::Value::Single(0.0));
+            if let Some(s) = family.series().next() {
+                out.push_str(s.labels.as_text());
+            }
+            return;
+        }
+        if raw.is_empty() {
+            continue;
+        }
+        if out.len() > start {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        out.push_str(raw);
+        out.push('"');
+    }
 }
 
 pub(crate) fn is_metric_name(name: &str) -> bool {
@@ -348,6 +419,19 @@ pub(crate) fn is_label_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Whether a label name passes [`check_names`] on a family of type `kind`.
+pub(crate) fn is_plain_label_name(name: &str, kind: MetricType) -> bool {
+    is_label_name(name) && !name.starts_with("__") && bound_label(kind) != Some(name)
+}
+
+fn bound_label(kind: MetricType) -> Option<&'static str> {
+    match kind {
+        MetricType::Summary => Some("quantile"),
+        MetricType::Histogram => Some("le"),
+        _ => None,
+    }
+}
+
 /// Names and label names; parsed input already satisfies the charset, built
 /// families (protobuf, wrappers) may not.
 fn check_names(family: &Family) -> Option<Violation> {
@@ -357,11 +441,10 @@ fn check_names(family: &Family) -> Option<Violation> {
             metric: metric.into(),
         });
     }
-    let bound = match family.kind() {
-        MetricType::Summary => Some("quantile"),
-        MetricType::Histogram => Some("le"),
-        _ => None,
-    };
+    if family.label_names_ok {
+        return None;
+    }
+    let bound = bound_label(family.kind());
     for series in family.series() {
         let mut previous = None;
         for label in series.labels.names() {
@@ -564,12 +647,13 @@ pub struct FamilyPrint {
 impl Fingerprint {
     /// The fingerprint of parsed families.
     pub fn of(families: &[Family]) -> Self {
+        let mut buf = String::new();
         let families = families
             .iter()
             .map(|family| {
                 let mut ids: Vec<u64> = family
                     .series()
-                    .map(|s| fingerprint_hash(identity(s.labels).as_bytes()))
+                    .map(|s| fingerprint_hash(identity_in(s.labels, &mut buf).as_bytes()))
                     .collect();
                 ids.sort_unstable();
                 FamilyPrint {

@@ -9,10 +9,21 @@ use super::{ParseErrorKind, Step};
 /// A position in one line.
 pub(super) struct Cursor<'a> {
     pub line: &'a [u8],
+    /// The longest prefix of `line` known to be UTF-8: the parser checks the
+    /// whole input once, so most lines are all text and their names and
+    /// label values need no check of their own.
+    pub text: &'a str,
     pub pos: usize,
 }
 
 impl<'a> Cursor<'a> {
+    /// `line[start..end]` as text, if it is UTF-8.
+    pub(super) fn str_at(&self, start: usize, end: usize) -> Option<&'a str> {
+        self.text
+            .get(start..end)
+            .or_else(|| std::str::from_utf8(&self.line[start..end]).ok())
+    }
+
     pub(super) fn peek(&self) -> Option<u8> {
         self.line.get(self.pos).copied()
     }
@@ -46,7 +57,9 @@ impl<'a> Cursor<'a> {
         {
             return "";
         }
-        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'))
+        let start = self.pos;
+        self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
+        self.ascii_at(start)
     }
 
     pub(super) fn take_label_name(&mut self) -> &'a str {
@@ -56,7 +69,15 @@ impl<'a> Cursor<'a> {
         {
             return "";
         }
-        ascii(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        let start = self.pos;
+        self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_');
+        self.ascii_at(start)
+    }
+
+    /// The name from `start` to the cursor, which was checked against an
+    /// ASCII charset.
+    fn ascii_at(&self, start: usize) -> &'a str {
+        self.str_at(start, self.pos).unwrap_or_default()
     }
 
     /// How the byte at the cursor reads in a message: a quoted character, or
@@ -74,11 +95,6 @@ impl<'a> Cursor<'a> {
             },
         }
     }
-}
-
-/// Names are checked against an ASCII charset before this is called.
-pub(super) fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Text for messages: valid UTF-8 as is, other bytes as `\xNN`.
@@ -131,13 +147,11 @@ pub(super) fn read_label_value<'a>(c: &mut Cursor<'a>) -> Step<&'a str> {
             Some(_) => c.pos += 1,
         }
     }
-    let raw = &c.line[start..c.pos];
+    let end = c.pos;
     c.pos += 1;
-    std::str::from_utf8(raw).map_err(|_| {
-        (
-            start,
-            ParseErrorKind::InvalidLabelValue { value: lossy(raw) },
-        )
+    c.str_at(start, end).ok_or_else(|| {
+        let value = lossy(&c.line[start..end]);
+        (start, ParseErrorKind::InvalidLabelValue { value })
     })
 }
 

@@ -66,22 +66,29 @@ type Step<T = ()> = Result<T, (usize, ParseErrorKind)>;
 
 impl<'a> Parser<'a> {
     fn run(mut self, input: &'a [u8]) -> Result<Vec<Family>, ParseError> {
+        // One check of the whole input instead of one per name and value;
+        // past the first invalid byte, the cursor checks each value itself.
+        let valid = match std::str::from_utf8(input) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default(),
+        };
         let mut start = 0;
         let mut line_no: u32 = 0;
         while start < input.len() {
             line_no += 1;
-            let (end, terminated) = match input[start..].iter().position(|&b| b == b'\n') {
+            let (end, terminated) = match memchr::memchr(b'\n', &input[start..]) {
                 Some(i) => (start + i, true),
                 None => (input.len(), false),
             };
             let line = &input[start..end];
+            let text = valid.get(start..end.min(valid.len())).unwrap_or_default();
             if !terminated && line.iter().all(|&b| b == b' ' || b == b'\t') {
                 break;
             }
             let result = if line_no == 1 && line.starts_with(b"\xEF\xBB\xBF") {
                 Err((0, ParseErrorKind::ByteOrderMark))
             } else {
-                self.line(line, line_no)
+                self.line(Cursor { line, text, pos: 0 }, line_no)
             };
             let result = match result {
                 Ok(()) if !terminated => Err((line.len(), ParseErrorKind::UnexpectedEof)),
@@ -103,8 +110,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn line(&mut self, line: &'a [u8], line_no: u32) -> Step {
-        let mut c = Cursor { line, pos: 0 };
+    fn line(&mut self, mut c: Cursor<'a>, line_no: u32) -> Step {
         c.skip_blanks();
         match c.peek() {
             None => Ok(()),
@@ -232,13 +238,16 @@ impl<'a> Parser<'a> {
             .as_ref()
             .expect("family state always holds a family");
         let kind = family.kind();
-        let metric = family.name().to_owned();
+        // The family is named `name` or, for a `_sum`, `_count` or
+        // `_bucket` line, a prefix of it: borrow it from the line.
+        let metric = &name[..family.name().len()];
+        debug_assert_eq!(metric, family.name());
         c.skip_blanks();
         self.labels.clear();
         let mut bound = None;
         if c.peek() == Some(b'{') {
             c.pos += 1;
-            bound = self.read_labels(c, kind, &metric)?;
+            bound = self.read_labels(c, kind, metric)?;
             c.skip_blanks();
         }
         let value_pos = c.pos;
@@ -256,6 +265,10 @@ impl<'a> Parser<'a> {
         }
         self.canonical_text();
         let state = &mut self.states[index];
+        if self.labels.iter().any(|(name, _)| name.starts_with("__")) {
+            // Read, but refused later by validate: it must look at them.
+            state.family().label_names_ok = false;
+        }
         if !kind.is_distribution() {
             let text = std::mem::take(&mut self.text);
             state
@@ -264,7 +277,14 @@ impl<'a> Parser<'a> {
             self.text = text;
             return Ok(());
         }
-        let series = if let Some(&series) = state.distributions.get(self.text.as_str()) {
+        // A series' lines are usually together: try the last one before
+        // hashing.
+        let last = state.family().len().checked_sub(1);
+        let series = if let Some(series) =
+            last.filter(|&last| state.family().labels_at(last) == self.text.as_str())
+        {
+            series
+        } else if let Some(&series) = state.distributions.get(self.text.as_str()) {
             series
         } else {
             let series = state.family().push_canonical(
@@ -280,7 +300,7 @@ impl<'a> Parser<'a> {
         let Value::Distribution(d) = state.family().value_mut(series) else {
             unreachable!("summary and histogram series always hold a distribution");
         };
-        record(d, kind, role, name, &metric, value, bound, token).map_err(|kind| (name_pos, kind))
+        record(d, kind, role, name, metric, value, bound, token).map_err(|kind| (name_pos, kind))
     }
 
     /// Reads `{...}` up to and including the closing brace; returns the
