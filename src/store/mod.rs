@@ -697,16 +697,16 @@ impl Store {
             .parsed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut previous = std::mem::take(&mut *cache);
         let mut listing = Listing::default();
-        let names = self.prom_files()?;
-        for name in &names {
-            let meta = match fs::metadata(self.dir.join(name)) {
+        for (name, meta) in self.prom_files()? {
+            let meta = match meta {
                 Ok(meta) => meta,
                 // A symlink to nothing, or a file removed since the listing.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     listing.skipped.push(Skipped {
-                        file: name.clone(),
+                        file: name,
                         reason: SkipReason::Unreadable(e.to_string()),
                         new: false,
                     });
@@ -714,15 +714,15 @@ impl Store {
                 }
             };
             let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
-            let (outcome, new) = match cache.get(name) {
-                Some((seen, outcome)) if *seen == id => (outcome.clone(), false),
+            let (outcome, new) = match previous.remove(&name) {
+                Some((seen, outcome)) if seen == id => (outcome, false),
                 _ => {
                     let outcome = if !meta.is_file() {
                         Err(SkipReason::NotRegular)
                     } else if meta.size() > self.max_file_size {
                         Err(SkipReason::TooLarge)
                     } else {
-                        match self.read_group(name) {
+                        match self.read_group(&name) {
                             Ok(Some(group)) => Ok(Arc::new(Snapshot::of(group))),
                             // Gone since the listing.
                             Ok(None) => continue,
@@ -733,23 +733,19 @@ impl Store {
                             Err(e) => Err(SkipReason::Unreadable(crate::error_chain(&e))),
                         }
                     };
-                    cache.insert(name.clone(), (id, outcome.clone()));
                     (outcome, true)
                 }
             };
+            cache.insert(name.clone(), (id, outcome.clone()));
             match outcome {
-                Ok(group) => listing.groups.push(GroupInfo {
-                    file: name.clone(),
-                    group,
-                }),
+                Ok(group) => listing.groups.push(GroupInfo { file: name, group }),
                 Err(reason) => listing.skipped.push(Skipped {
-                    file: name.clone(),
+                    file: name,
                     reason,
                     new,
                 }),
             }
         }
-        cache.retain(|name, _| names.binary_search(name).is_ok());
         Ok(listing)
     }
 
@@ -790,17 +786,28 @@ impl Store {
         Ok(removed)
     }
 
-    /// The names node_exporter reads, sorted as it reads them.
-    fn prom_files(&self) -> Result<Vec<String>, StoreError> {
+    /// The names node_exporter reads, sorted as it reads them, each with
+    /// what it is, symlinks followed (as node_exporter follows them).
+    /// Entries are looked up relative to the directory, not by full path.
+    fn prom_files(&self) -> Result<Vec<(String, std::io::Result<fs::Metadata>)>, StoreError> {
         let listing = fs::read_dir(&self.dir)
             .map_err(|source| StoreError::io("list", self.dir.clone(), source))?;
-        let mut names: Vec<String> = listing
+        let mut files: Vec<(String, std::io::Result<fs::Metadata>)> = listing
             .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| is_prom_name(n))
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                if !is_prom_name(&name) {
+                    return None;
+                }
+                let meta = match entry.metadata() {
+                    Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
+                    other => other,
+                };
+                Some((name, meta))
+            })
             .collect();
-        names.sort();
-        Ok(names)
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
     }
 
     /// Refuses `families` (to be published as `name`) when they conflict
