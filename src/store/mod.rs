@@ -21,6 +21,7 @@ mod index;
 mod lock;
 mod postings;
 mod snapshot;
+mod watch;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -422,6 +423,9 @@ pub struct Store {
     max_file_size: u64,
     /// Groups as last parsed, by file name, with the file identity then.
     parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, ReadOutcome)>>,
+    /// A long-lived store's inotify watch on the directory: a listing then
+    /// looks again only at the entries that changed.
+    watch: Option<watch::Watch>,
 }
 
 impl Store {
@@ -492,6 +496,7 @@ impl Store {
                 max_groups: None,
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
                 parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
+                watch: None,
             },
             meta,
         ))
@@ -503,9 +508,13 @@ impl Store {
     /// conflict with costs lookups for its own families and series (however
     /// many groups are stored), and the index file is written only by
     /// [`Store::flush_index`].
+    ///
+    /// It also watches the directory (inotify, on local filesystems), so
+    /// that a listing looks again only at the files that changed.
     #[must_use]
     pub fn keep_index_in_memory(mut self) -> Self {
         self.long_lived = true;
+        self.watch = watch::Watch::new(&self.dir);
         self
     }
 
@@ -697,43 +706,46 @@ impl Store {
             .parsed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = self.watch.as_ref().map(watch::Watch::changed);
+        let unchanged = |entry: &fs::DirEntry| match &changed {
+            Some(watch::Changed::Names(names)) => {
+                !names.contains(&entry.file_name())
+                    && entry.file_type().is_ok_and(|t| !t.is_symlink())
+            }
+            _ => false,
+        };
         let mut previous = std::mem::take(&mut *cache);
         let mut listing = Listing::default();
-        for (name, meta) in self.prom_files()? {
-            let meta = match meta {
-                Ok(meta) => meta,
-                // A symlink to nothing, or a file removed since the listing.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    listing.skipped.push(Skipped {
-                        file: name,
-                        reason: SkipReason::Unreadable(e.to_string()),
-                        new: false,
-                    });
-                    continue;
-                }
-            };
-            let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
-            let (outcome, new) = match previous.remove(&name) {
-                Some((seen, outcome)) if seen == id => (outcome, false),
-                _ => {
-                    let outcome = if !meta.is_file() {
-                        Err(SkipReason::NotRegular)
-                    } else if meta.size() > self.max_file_size {
-                        Err(SkipReason::TooLarge)
-                    } else {
-                        match self.read_group(&name) {
-                            Ok(Some(group)) => Ok(Arc::new(Snapshot::of(group))),
-                            // Gone since the listing.
-                            Ok(None) => continue,
-                            Err(StoreError::NotOurs(_)) => Err(SkipReason::Foreign),
-                            Err(StoreError::Corrupt { reason, .. }) => {
-                                Err(SkipReason::Invalid(reason))
-                            }
-                            Err(e) => Err(SkipReason::Unreadable(crate::error_chain(&e))),
+        for (name, entry) in self.prom_files()? {
+            let (id, outcome, new) = match previous.remove(&name) {
+                Some((id, outcome)) if unchanged(&entry) => (id, outcome, false),
+                seen => {
+                    // node_exporter follows symlinks, and so does this.
+                    let meta = match entry.metadata() {
+                        Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
+                        other => other,
+                    };
+                    let meta = match meta {
+                        Ok(meta) => meta,
+                        // A symlink to nothing, or a file removed since the listing.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            listing.skipped.push(Skipped {
+                                file: name,
+                                reason: SkipReason::Unreadable(e.to_string()),
+                                new: false,
+                            });
+                            continue;
                         }
                     };
-                    (outcome, true)
+                    let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+                    match seen {
+                        Some((seen, outcome)) if seen == id => (id, outcome, false),
+                        _ => match self.read_outcome(&name, &meta) {
+                            Some(outcome) => (id, outcome, true),
+                            None => continue,
+                        },
+                    }
                 }
             };
             cache.insert(name.clone(), (id, outcome.clone()));
@@ -747,6 +759,23 @@ impl Store {
             }
         }
         Ok(listing)
+    }
+
+    /// What file `name`, described by `meta`, holds; `None` when it is gone.
+    fn read_outcome(&self, name: &str, meta: &fs::Metadata) -> Option<ReadOutcome> {
+        if !meta.is_file() {
+            return Some(Err(SkipReason::NotRegular));
+        }
+        if meta.size() > self.max_file_size {
+            return Some(Err(SkipReason::TooLarge));
+        }
+        Some(match self.read_group(name) {
+            Ok(Some(group)) => Ok(Arc::new(Snapshot::of(group))),
+            Ok(None) => return None,
+            Err(StoreError::NotOurs(_)) => Err(SkipReason::Foreign),
+            Err(StoreError::Corrupt { reason, .. }) => Err(SkipReason::Invalid(reason)),
+            Err(e) => Err(SkipReason::Unreadable(crate::error_chain(&e))),
+        })
     }
 
     /// Removes groups past their TTL and temp files left by crashed writers;
@@ -786,24 +815,15 @@ impl Store {
         Ok(removed)
     }
 
-    /// The names node_exporter reads, sorted as it reads them, each with
-    /// what it is, symlinks followed (as node_exporter follows them).
-    /// Entries are looked up relative to the directory, not by full path.
-    fn prom_files(&self) -> Result<Vec<(String, std::io::Result<fs::Metadata>)>, StoreError> {
+    /// The entries node_exporter reads, sorted by name as it reads them.
+    fn prom_files(&self) -> Result<Vec<(String, fs::DirEntry)>, StoreError> {
         let listing = fs::read_dir(&self.dir)
             .map_err(|source| StoreError::io("list", self.dir.clone(), source))?;
-        let mut files: Vec<(String, std::io::Result<fs::Metadata>)> = listing
+        let mut files: Vec<(String, fs::DirEntry)> = listing
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                if !is_prom_name(&name) {
-                    return None;
-                }
-                let meta = match entry.metadata() {
-                    Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
-                    other => other,
-                };
-                Some((name, meta))
+                is_prom_name(&name).then_some((name, entry))
             })
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));

@@ -121,6 +121,52 @@ delete_from_gateway(gw, job='doomed')
     Test::new().arg("check").arg(d.path()).run().status(0);
 }
 
+/// The server watches the directory and looks again only at files that
+/// changed; a file another tool rewrites in place (same inode), or removes,
+/// is served as it is now.
+#[test]
+fn files_changed_in_place_or_removed_by_another_tool_are_served_as_they_are_now() {
+    use std::os::unix::fs::MetadataExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let server = TestServer::start(d.path());
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/inplace", &[], b"m 1\n").unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/other", &[], b"o 1\n").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        server
+            .scrape()
+            .contains("m{instance=\"\",job=\"inplace\"} 1\n")
+    );
+    let file = d.path().join("inplace.prom");
+    let inode = std::fs::metadata(&file).unwrap().ino();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replace("job=\"inplace\"} 1\n", "job=\"inplace\"} 7\n");
+    assert_ne!(edited, text);
+    std::fs::write(&file, edited).unwrap();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().ino(),
+        inode,
+        "not in place"
+    );
+    let scrape = server.scrape();
+    assert!(
+        scrape.contains("m{instance=\"\",job=\"inplace\"} 7\n"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("o{instance=\"\",job=\"other\"} 1\n"),
+        "{scrape}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    let scrape = server.scrape();
+    assert!(!scrape.contains("job=\"inplace\""), "{scrape}");
+    assert!(
+        scrape.contains("o{instance=\"\",job=\"other\"} 1\n"),
+        "{scrape}"
+    );
+}
+
 #[test]
 fn the_directory_is_shared_with_the_cli() {
     let d = tempfile::tempdir().unwrap();

@@ -1,0 +1,139 @@
+//! Which entries of the directory changed since a long-lived store last
+//! listed it, from inotify: a listing then looks again (`stat`, and a read
+//! if the file changed) only at those, instead of at every file.
+//!
+//! Used only where inotify sees every change, on local filesystems (ext2/3/4,
+//! XFS, Btrfs, tmpfs); on any other (NFS, FUSE, …), or when the kernel's
+//! event queue overflowed, or the watch is lost, every file is looked at, as
+//! without a watch. A symlink's target can change without an event in the
+//! directory, so symlinks are always looked at.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC, statfs};
+
+/// What changed since the last [`Watch::changed`].
+#[derive(Debug)]
+pub(crate) enum Changed {
+    /// Anything may have: look at every entry.
+    All,
+    /// Only entries with these names (created, removed, renamed, written or
+    /// with new attributes).
+    Names(HashSet<OsString>),
+}
+
+/// An inotify watch on the directory.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    inotify: Inotify,
+    /// Set once the watch can no longer be trusted.
+    lost: AtomicBool,
+}
+
+impl Watch {
+    /// Watches `dir`; `None` where a watch would not see every change.
+    pub(crate) fn new(dir: &Path) -> Option<Self> {
+        let kind = statfs(dir).ok()?.filesystem_type();
+        if ![
+            EXT4_SUPER_MAGIC,
+            XFS_SUPER_MAGIC,
+            BTRFS_SUPER_MAGIC,
+            TMPFS_MAGIC,
+        ]
+        .contains(&kind)
+        {
+            return None;
+        }
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_ATTRIB
+                    | AddWatchFlags::IN_DELETE_SELF
+                    | AddWatchFlags::IN_MOVE_SELF,
+            )
+            .ok()?;
+        Some(Self {
+            inotify,
+            lost: AtomicBool::new(false),
+        })
+    }
+
+    /// The changes since the last call (or since the watch began).
+    pub(crate) fn changed(&self) -> Changed {
+        let mut names = HashSet::new();
+        while !self.lost.load(Ordering::Relaxed) {
+            match self.inotify.read_events() {
+                Ok(events) => {
+                    for event in events {
+                        let gone = AddWatchFlags::IN_Q_OVERFLOW
+                            | AddWatchFlags::IN_IGNORED
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_MOVE_SELF;
+                        if event.mask.intersects(AddWatchFlags::IN_Q_OVERFLOW) {
+                            // Events were dropped: this once, look at all.
+                            return Changed::All;
+                        }
+                        if event.mask.intersects(gone) {
+                            self.lost.store(true, Ordering::Relaxed);
+                        } else if let Some(name) = event.name {
+                            names.insert(name);
+                        }
+                    }
+                }
+                Err(Errno::EAGAIN) => return Changed::Names(names),
+                Err(_) => self.lost.store(true, Ordering::Relaxed),
+            }
+        }
+        Changed::All
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Changed, Watch};
+
+    #[test]
+    fn reports_the_names_that_changed_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.prom"), "a 1\n").unwrap();
+        std::fs::write(dir.path().join("b.prom"), "b 1\n").unwrap();
+        // /tmp may be any filesystem; skip where the watch is not used.
+        let Some(watch) = Watch::new(dir.path()) else {
+            return;
+        };
+        assert!(matches!(watch.changed(), Changed::Names(n) if n.is_empty()));
+        // In place, by rename, and removed.
+        std::fs::write(dir.path().join("a.prom"), "a 2\n").unwrap();
+        std::fs::write(dir.path().join("tmp"), "c 1\n").unwrap();
+        std::fs::rename(dir.path().join("tmp"), dir.path().join("c.prom")).unwrap();
+        std::fs::remove_file(dir.path().join("b.prom")).unwrap();
+        let Changed::Names(names) = watch.changed() else {
+            panic!("the watch was lost");
+        };
+        let mut names: Vec<_> = names
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.prom", "b.prom", "c.prom", "tmp"]);
+        assert!(matches!(watch.changed(), Changed::Names(n) if n.is_empty()));
+        // The directory itself going away loses the watch for good.
+        let path = dir.path().to_owned();
+        drop(dir);
+        assert!(!path.exists());
+        assert!(matches!(watch.changed(), Changed::All));
+        assert!(matches!(watch.changed(), Changed::All));
+    }
+}
