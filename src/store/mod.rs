@@ -371,7 +371,7 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// The groups of the directory, and the `*.prom` files that are not.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Listing {
     /// The groups, by file name.
     pub groups: Vec<GroupInfo>,
@@ -399,6 +399,16 @@ type FileId = (u64, u64, i64, i64);
 /// What reading a `*.prom` file gave: a group, or why it is none.
 type ReadOutcome = Result<Arc<Snapshot>, SkipReason>;
 
+/// What [`Store::listing`] found last time.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Each file as last read, by name, with its identity then.
+    files: std::collections::HashMap<String, (FileId, ReadOutcome)>,
+    /// The whole listing, when the watch can tell that it still holds: no
+    /// entry changed and none is a symlink.
+    listing: Option<Listing>,
+}
+
 /// The textfile directory, opened.
 #[derive(Debug)]
 pub struct Store {
@@ -421,8 +431,8 @@ pub struct Store {
     /// (and refused as groups), so a planted huge file cannot exhaust
     /// memory.
     max_file_size: u64,
-    /// Groups as last parsed, by file name, with the file identity then.
-    parsed: std::sync::Mutex<std::collections::HashMap<String, (FileId, ReadOutcome)>>,
+    /// What the last listing found.
+    seen: std::sync::Mutex<Seen>,
     /// A long-lived store's inotify watch on the directory: a listing then
     /// looks again only at the entries that changed.
     watch: Option<watch::Watch>,
@@ -495,7 +505,7 @@ impl Store {
                 long_lived: false,
                 max_groups: None,
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
-                parsed: std::sync::Mutex::new(std::collections::HashMap::new()),
+                seen: std::sync::Mutex::default(),
                 watch: None,
             },
             meta,
@@ -702,11 +712,20 @@ impl Store {
     /// `*.prom`, say) is skipped without being opened, and so is a file
     /// larger than the store reads.
     pub fn listing(&self) -> Result<Listing, StoreError> {
-        let mut cache = self
-            .parsed
+        let mut seen = self
+            .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changed = self.watch.as_ref().map(watch::Watch::changed);
+        if let (Some(watch::Changed::Names(names)), Some(last)) = (&changed, &seen.listing)
+            && names.is_empty()
+        {
+            let mut listing = last.clone();
+            for skipped in &mut listing.skipped {
+                skipped.new = false;
+            }
+            return Ok(listing);
+        }
         let unchanged = |entry: &fs::DirEntry| match &changed {
             Some(watch::Changed::Names(names)) => {
                 !names.contains(&entry.file_name())
@@ -714,9 +733,11 @@ impl Store {
             }
             _ => false,
         };
-        let mut previous = std::mem::take(&mut *cache);
+        let mut previous = std::mem::take(&mut seen.files);
         let mut listing = Listing::default();
+        let mut symlinks = false;
         for (name, entry) in self.prom_files()? {
+            symlinks |= entry.file_type().is_ok_and(|t| t.is_symlink());
             let (id, outcome, new) = match previous.remove(&name) {
                 Some((id, outcome)) if unchanged(&entry) => (id, outcome, false),
                 seen => {
@@ -748,7 +769,7 @@ impl Store {
                     }
                 }
             };
-            cache.insert(name.clone(), (id, outcome.clone()));
+            seen.files.insert(name.clone(), (id, outcome.clone()));
             match outcome {
                 Ok(group) => listing.groups.push(GroupInfo { file: name, group }),
                 Err(reason) => listing.skipped.push(Skipped {
@@ -758,6 +779,7 @@ impl Store {
                 }),
             }
         }
+        seen.listing = (changed.is_some() && !symlinks).then(|| listing.clone());
         Ok(listing)
     }
 

@@ -165,6 +165,34 @@ fn files_changed_in_place_or_removed_by_another_tool_are_served_as_they_are_now(
         scrape.contains("o{instance=\"\",job=\"other\"} 1\n"),
         "{scrape}"
     );
+    // A symlink's target changes with no event in the directory.
+    let outside = tempfile::tempdir().unwrap();
+    let push_outside = |value: &str| {
+        Test::new()
+            .arg("--dir")
+            .arg(outside.path())
+            .args(["push", "linked"])
+            .stdin(format!("l {value}\n"))
+            .run()
+            .status(0);
+    };
+    push_outside("1");
+    std::os::unix::fs::symlink(
+        outside.path().join("linked.prom"),
+        d.path().join("linked.prom"),
+    )
+    .unwrap();
+    assert!(
+        server
+            .scrape()
+            .contains("l{instance=\"\",job=\"linked\"} 1\n")
+    );
+    push_outside("2");
+    let scrape = server.scrape();
+    assert!(
+        scrape.contains("l{instance=\"\",job=\"linked\"} 2\n"),
+        "{scrape}"
+    );
 }
 
 #[test]
