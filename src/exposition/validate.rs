@@ -698,31 +698,50 @@ impl Fingerprint {
     ) -> impl Iterator<Item = &'a str> {
         let related = self.related_names();
         others.into_iter().filter_map(move |(name, other)| {
-            let hit = other
-                .families
-                .iter()
-                .any(|theirs| match related.get(theirs.name.as_str()) {
-                    None => false,
-                    // A suffix relative: a collision whatever the types.
-                    Some(None) => true,
-                    Some(Some(mine)) => {
-                        theirs.kind != mine.kind
-                            || theirs.help != mine.help
-                            || shares_any(&mine.ids, &theirs.ids)
-                    }
-                });
+            let hit = other.families.iter().any(|theirs| {
+                family_conflicts(
+                    &related,
+                    &theirs.name,
+                    theirs.kind,
+                    theirs.help.as_deref(),
+                    theirs.ids.iter().copied(),
+                )
+            });
             hit.then_some(name)
         })
     }
 }
 
-fn shares_any(a: &[u64], b: &[u64]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return true,
+/// Whether another file's family (its name, type, HELP and sorted series
+/// ids) might conflict with a push whose [`Fingerprint::related_names`] are
+/// `related`. Takes the family in pieces, so a caller can pass one it
+/// never decoded into a [`FamilyPrint`].
+pub(crate) fn family_conflicts(
+    related: &HashMap<String, Option<&FamilyPrint>>,
+    name: &str,
+    kind: MetricType,
+    help: Option<&str>,
+    ids: impl Iterator<Item = u64>,
+) -> bool {
+    match related.get(name) {
+        None => false,
+        // A suffix relative: a collision whatever the types.
+        Some(None) => true,
+        Some(Some(mine)) => {
+            kind != mine.kind || help != mine.help.as_deref() || shares_any(&mine.ids, ids)
+        }
+    }
+}
+
+/// Whether two sorted sequences share an element.
+fn shares_any(a: &[u64], b: impl Iterator<Item = u64>) -> bool {
+    let mut a = a.iter().peekable();
+    for b in b {
+        while a.next_if(|&&a| a < b).is_some() {}
+        match a.peek() {
+            None => return false,
+            Some(&&a) if a == b => return true,
+            Some(_) => {}
         }
     }
     false

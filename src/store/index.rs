@@ -8,28 +8,40 @@
 //! binary one of our own (versioned): reading and writing it is a copy, where
 //! JSON cost milliseconds at 1,000 groups. A missing, torn or unknown cache
 //! is simply rebuilt.
+//!
+//! A one-shot push reads the families of other files straight from the
+//! loaded bytes, and writes back the bytes of every entry it did not
+//! change: decoding 1,000 fingerprints into owned values cost more than
+//! everything else the check does.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::exposition::MetricType;
 use crate::exposition::parse::parse;
-use crate::exposition::validate::{FamilyPrint, Fingerprint, fingerprint_hash};
+use crate::exposition::validate::{FamilyPrint, Fingerprint, family_conflicts};
 
 use super::files::{open_state_file, read_regular};
 use super::postings::Postings;
 use super::{StoreError, is_prom_name};
 
 const INDEX_FILE: &str = "index";
-const MAGIC: &[u8; 8] = b"PDINDEX3";
+const MAGIC: &[u8; 8] = b"PDINDEX4";
 /// The largest index file read: far more than a million groups need.
 const MAX_INDEX: u64 = 1 << 30;
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     files: BTreeMap<String, Entry>,
+    /// The index file as this index last read or wrote it, which
+    /// [`Print::Stored`] entries point into.
+    stored: Vec<u8>,
+    /// Whether the file holds exactly [`Index::stored`], so that a save
+    /// need write only what differs.
+    in_sync: bool,
     dirty: bool,
     /// The inverted view, kept by a long-lived store only: building it
     /// costs a pass over every series, which a one-shot push need not pay.
@@ -41,9 +53,28 @@ struct Entry {
     ino: u64,
     size: u64,
     mtime_ns: i64,
-    /// `None` when node_exporter would not read the file (it does not
-    /// parse), so it can conflict with nothing.
-    print: Option<Fingerprint>,
+    print: Print,
+}
+
+/// What a file holds, as far as conflicts go.
+#[derive(Debug, Clone)]
+enum Print {
+    /// node_exporter would not read the file (it does not parse), so it can
+    /// conflict with nothing.
+    Unreadable,
+    /// The families as encoded at this range of [`Index::stored`]: checked
+    /// when loaded, not decoded.
+    Stored(Range<usize>),
+    Decoded(Fingerprint),
+}
+
+impl Print {
+    fn decoded(&self) -> Option<&Fingerprint> {
+        match self {
+            Self::Decoded(print) => Some(print),
+            _ => None,
+        }
+    }
 }
 
 impl Entry {
@@ -56,7 +87,7 @@ impl Entry {
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns,
-            print,
+            print: print.map_or(Print::Unreadable, Print::Decoded),
         }
     }
 
@@ -71,14 +102,26 @@ impl Index {
     /// With `inverted`, also builds the [`Postings`], which every later
     /// change then keeps current.
     pub(crate) fn load(state: &Path, inverted: bool) -> Self {
-        let files: BTreeMap<String, Entry> = read_regular(&state.join(INDEX_FILE), MAX_INDEX)
-            .ok()
-            .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default();
+        let stored = read_regular(&state.join(INDEX_FILE), MAX_INDEX).unwrap_or_default();
+        let Some(mut files) = decode(&stored) else {
+            return Self {
+                postings: inverted.then(Postings::default),
+                ..Self::default()
+            };
+        };
         let postings = inverted.then(|| {
+            // The postings need every fingerprint decoded, and a long-lived
+            // store loads once.
             let mut postings = Postings::default();
-            for (name, entry) in &files {
-                if let Some(print) = &entry.print {
+            for (name, entry) in &mut files {
+                if let Print::Stored(range) = &entry.print {
+                    entry.print = Print::Decoded(Fingerprint {
+                        families: stored_families(&stored[range.clone()])
+                            .map(|f| f.to_print())
+                            .collect(),
+                    });
+                }
+                if let Some(print) = entry.print.decoded() {
                     postings.add(name, print);
                 }
             }
@@ -86,6 +129,8 @@ impl Index {
         });
         Self {
             files,
+            stored,
+            in_sync: true,
             dirty: false,
             postings,
         }
@@ -104,10 +149,10 @@ impl Index {
     /// Sets the entry of file `name`.
     fn put(&mut self, name: String, entry: Entry) {
         if let Some(postings) = &mut self.postings {
-            if let Some(print) = self.files.get(&name).and_then(|e| e.print.as_ref()) {
+            if let Some(print) = self.files.get(&name).and_then(|e| e.print.decoded()) {
                 postings.remove(&name, print);
             }
-            if let Some(print) = &entry.print {
+            if let Some(print) = entry.print.decoded() {
                 postings.add(&name, print);
             }
         }
@@ -118,7 +163,7 @@ impl Index {
     /// Forgets file `name`.
     fn forget(&mut self, name: &str) {
         if let Some(entry) = self.files.remove(name) {
-            if let (Some(postings), Some(print)) = (&mut self.postings, &entry.print) {
+            if let (Some(postings), Some(print)) = (&mut self.postings, entry.print.decoded()) {
                 postings.remove(name, print);
             }
             self.dirty = true;
@@ -129,13 +174,14 @@ impl Index {
     /// and fingerprints new or changed ones.
     pub(crate) fn refresh(&mut self, dir: &Path, max_file_size: u64) -> Result<(), StoreError> {
         let listing = fs::read_dir(dir).map_err(|source| StoreError::io("list", dir, source))?;
-        let mut present = BTreeMap::new();
+        let mut listed = Vec::with_capacity(self.files.len());
+        let mut changed = Vec::new();
         for entry in listing.flatten() {
             let Some(name) = entry
                 .file_name()
-                .to_str()
+                .into_string()
+                .ok()
                 .filter(|n| is_prom_name(n))
-                .map(str::to_owned)
             else {
                 continue;
             };
@@ -145,23 +191,30 @@ impl Index {
                 Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
                 other => other,
             };
-            if let Ok(meta) = meta.filter_file() {
-                present.insert(name, meta);
-            }
-        }
-        let vanished: Vec<String> = self
-            .files
-            .keys()
-            .filter(|name| !present.contains_key(*name))
-            .cloned()
-            .collect();
-        for name in vanished {
-            self.forget(&name);
-        }
-        for (name, meta) in present {
-            if self.files.get(&name).is_some_and(|e| e.matches(&meta)) {
+            let Ok(meta) = meta.filter_file() else {
                 continue;
+            };
+            if !self.files.get(&name).is_some_and(|e| e.matches(&meta)) {
+                changed.push((name.clone(), meta));
             }
+            listed.push(name);
+        }
+        let new = changed
+            .iter()
+            .filter(|(name, _)| !self.files.contains_key(name));
+        if listed.len() - new.count() < self.files.len() {
+            listed.sort_unstable();
+            let vanished: Vec<String> = self
+                .files
+                .keys()
+                .filter(|name| listed.binary_search(name).is_err())
+                .cloned()
+                .collect();
+            for name in vanished {
+                self.forget(&name);
+            }
+        }
+        for (name, meta) in changed {
             let print = read_regular(&dir.join(&name), max_file_size)
                 .ok()
                 .and_then(|bytes| parse(&bytes).ok())
@@ -178,12 +231,26 @@ impl Index {
         if let Some(postings) = &self.postings {
             return postings.candidates(name, print);
         }
-        let others = self
-            .files
+        let related = print.related_names();
+        let conflicts = |entry: &Entry| match &entry.print {
+            Print::Unreadable => false,
+            Print::Stored(range) => stored_families(&self.stored[range.clone()])
+                .any(|f| family_conflicts(&related, f.name, f.kind, f.help, f.ids())),
+            Print::Decoded(theirs) => theirs.families.iter().any(|f| {
+                family_conflicts(
+                    &related,
+                    &f.name,
+                    f.kind,
+                    f.help.as_deref(),
+                    f.ids.iter().copied(),
+                )
+            }),
+        };
+        self.files
             .iter()
-            .filter(|(other, _)| other.as_str() != name)
-            .filter_map(|(other, entry)| Some((other.as_str(), entry.print.as_ref()?)));
-        print.conflicting(others).map(str::to_owned).collect()
+            .filter(|(other, entry)| other.as_str() != name && conflicts(entry))
+            .map(|(other, _)| other.clone())
+            .collect()
     }
 
     /// Records a file just published.
@@ -198,25 +265,53 @@ impl Index {
     /// rebuilt. A failure here costs the next writer some parsing, nothing
     /// else.
     ///
+    /// Only the bytes that differ from what the file holds are written:
+    /// most pushes change one entry's file identity, and the checksum.
     /// Overwritten rather than truncated: ext4 flushes a file truncated to
     /// zero when it is closed, which would cost every push a disk write. The
     /// checksum trailer catches a write torn by a crash.
-    pub(crate) fn save(&self, state: &Path, mode: u32) {
+    pub(crate) fn save(&mut self, state: &Path, mode: u32) {
         if !self.dirty {
             return;
         }
-        let bytes = encode(&self.files);
+        let bytes = encode(&mut self.files, &self.stored);
+        let old = std::mem::replace(&mut self.stored, bytes);
+        let new = &self.stored;
         let write = || -> std::io::Result<()> {
             let file = open_state_file(&state.join(INDEX_FILE), true, Some(mode))?;
             if file.metadata()?.permissions().mode() & 0o777 != mode {
                 // Shared with every writer, whatever this one's umask.
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
             }
-            file.write_all_at(&bytes, 0)?;
-            file.set_len(bytes.len() as u64)
+            let old: &[u8] = if self.in_sync { &old } else { &[] };
+            for span in changed_spans(old, new) {
+                if !span.is_empty() {
+                    file.write_all_at(&new[span.clone()], span.start as u64)?;
+                }
+            }
+            if old.len() != new.len() {
+                file.set_len(new.len() as u64)?;
+            }
+            Ok(())
         };
-        let _ = write();
+        self.in_sync = write().is_ok();
+        self.dirty = !self.in_sync;
     }
+}
+
+/// The ranges of `new` to write over a file holding `old` to make it hold
+/// `new` (either may be empty): the span between the first and the last
+/// byte that differ, and the checksum trailer apart, or everything from the
+/// first difference on when the length changed.
+fn changed_spans(old: &[u8], new: &[u8]) -> [Range<usize>; 2] {
+    let from = common_prefix(old, new);
+    let end = new.len();
+    if old.len() != end || from == end {
+        return [from..end, end..end];
+    }
+    let body = end.saturating_sub(8);
+    let to = body - common_suffix(&old[..body], &new[..body]);
+    [from..to.max(from), body.max(from)..end]
 }
 
 /// What a long-lived [`Store`](super::Store) knew of the directory and of
@@ -260,7 +355,73 @@ impl FilterFile for std::io::Result<fs::Metadata> {
     }
 }
 
-fn encode(files: &BTreeMap<String, Entry>) -> Vec<u8> {
+/// The index file's checksum. Every 8-byte word goes through a step that
+/// changes the state for any change of the word (xor, rotate and a
+/// multiplication by an odd constant, as in `FxHash`), over four lanes
+/// that the CPU runs side by side: a whole index is checked on every push.
+fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |state: u64, word: &[u8]| {
+        let mut padded = [0; 8];
+        padded[..word.len()].copy_from_slice(word);
+        (state.rotate_left(5) ^ u64::from_le_bytes(padded)).wrapping_mul(K)
+    };
+    let mut blocks = bytes.chunks_exact(32);
+    let mut lanes = [1, 2, 3, 4];
+    for block in blocks.by_ref() {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = step(*lane, word);
+        }
+    }
+    let mut state = lanes
+        .iter()
+        .fold(0, |state, lane| step(state, &lane.to_le_bytes()));
+    for word in blocks.remainder().chunks(8) {
+        state = step(state, word);
+    }
+    step(state, &(bytes.len() as u64).to_le_bytes())
+}
+
+/// How many bytes [`common_prefix`] and [`common_suffix`] compare at once.
+const BLOCK: usize = 512;
+
+/// How many bytes `a` and `b` have in common at their start: compared a
+/// block at a time (a `memcmp`), then byte by byte.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let blocks = a
+        .chunks(BLOCK)
+        .zip(b.chunks(BLOCK))
+        .take_while(|(x, y)| x == y)
+        .count();
+    let same = (blocks * BLOCK).min(a.len().min(b.len()));
+    same + a[same..]
+        .iter()
+        .zip(&b[same..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` have in common at their end.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let blocks = a
+        .rchunks(BLOCK)
+        .zip(b.rchunks(BLOCK))
+        .take_while(|(x, y)| x == y)
+        .count();
+    let same = (blocks * BLOCK).min(a.len().min(b.len()));
+    let (a, b) = (&a[..a.len() - same], &b[..b.len() - same]);
+    same + a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Encodes the entries; those still [`Print::Stored`] are copied from
+/// `stored`, the index file they were loaded from, and then point into the
+/// encoding.
+fn encode(files: &mut BTreeMap<String, Entry>, stored: &[u8]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     let put_u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_le_bytes());
     let put_str = |out: &mut Vec<u8>, s: &str| {
@@ -273,10 +434,22 @@ fn encode(files: &BTreeMap<String, Entry>) -> Vec<u8> {
         put_u64(&mut out, entry.ino);
         put_u64(&mut out, entry.size);
         out.extend_from_slice(&entry.mtime_ns.to_le_bytes());
-        let families = entry.print.as_ref().map(|p| p.families.as_slice());
-        // u64::MAX: no fingerprint (the file does not parse).
-        put_u64(&mut out, families.map_or(u64::MAX, |f| f.len() as u64));
-        for family in families.unwrap_or_default() {
+        let families = match &mut entry.print {
+            Print::Stored(range) => {
+                let start = out.len();
+                out.extend_from_slice(&stored[range.clone()]);
+                *range = start..out.len();
+                continue;
+            }
+            // u64::MAX: no fingerprint (the file does not parse).
+            Print::Unreadable => {
+                put_u64(&mut out, u64::MAX);
+                continue;
+            }
+            Print::Decoded(print) => &print.families,
+        };
+        put_u64(&mut out, families.len() as u64);
+        for family in families {
             put_str(&mut out, &family.name);
             put_str(&mut out, family.kind.as_str());
             match &family.help {
@@ -293,47 +466,33 @@ fn encode(files: &BTreeMap<String, Entry>) -> Vec<u8> {
         }
     }
     // A checksum, to tell a write torn by a crash from a whole one.
-    let sum = fingerprint_hash(&out);
+    let sum = checksum(&out);
     put_u64(&mut out, sum);
     out
 }
 
-/// Reads what [`encode`] wrote; `None` on anything unexpected.
+/// Reads what [`encode`] wrote, checking every entry but decoding only
+/// names and file identities: each entry's families stay where they are,
+/// [`Print::Stored`]. `None` on anything unexpected.
 fn decode(bytes: &[u8]) -> Option<BTreeMap<String, Entry>> {
     let (body, sum) = bytes.split_last_chunk::<8>()?;
-    if fingerprint_hash(body) != u64::from_le_bytes(*sum) {
+    if checksum(body) != u64::from_le_bytes(*sum) {
         return None;
     }
     let mut r = Reader(body.strip_prefix(MAGIC)?);
     let mut files = BTreeMap::new();
     for _ in 0..r.u64()? {
-        let name = r.string()?;
+        let name = r.str()?.to_owned();
         let (ino, size, mtime_ns) = (r.u64()?, r.u64()?, r.u64()?.cast_signed());
+        let start = body.len() - r.0.len();
         let count = r.u64()?;
         let print = if count == u64::MAX {
-            None
+            Print::Unreadable
         } else {
-            let mut families = Vec::new();
             for _ in 0..count {
-                let name = r.string()?;
-                let kind = MetricType::from_name(&r.string()?)?;
-                let help = if r.byte()? == 1 {
-                    Some(r.string()?)
-                } else {
-                    None
-                };
-                let n = usize::try_from(r.u64()?)
-                    .ok()
-                    .filter(|n| n * 8 <= r.0.len())?;
-                let ids = (0..n).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
-                families.push(FamilyPrint {
-                    name,
-                    kind,
-                    help,
-                    ids,
-                });
+                next_family(&mut r)?;
             }
-            Some(Fingerprint { families })
+            Print::Stored(start..body.len() - r.0.len())
         };
         files.insert(
             name,
@@ -348,10 +507,61 @@ fn decode(bytes: &[u8]) -> Option<BTreeMap<String, Entry>> {
     r.0.is_empty().then_some(files)
 }
 
+/// One family as encoded, borrowed from the index file.
+struct StoredFamily<'a> {
+    name: &'a str,
+    kind: MetricType,
+    help: Option<&'a str>,
+    /// The sorted series ids, eight little-endian bytes each.
+    ids: &'a [u8],
+}
+
+impl StoredFamily<'_> {
+    fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ids
+            .chunks_exact(8)
+            .map(|id| u64::from_le_bytes(id.try_into().expect("eight bytes")))
+    }
+
+    fn to_print(&self) -> FamilyPrint {
+        FamilyPrint {
+            name: self.name.to_owned(),
+            kind: self.kind,
+            help: self.help.map(str::to_owned),
+            ids: self.ids().collect(),
+        }
+    }
+}
+
+/// The families of a [`Print::Stored`] range, which [`decode`] checked.
+fn stored_families(bytes: &[u8]) -> impl Iterator<Item = StoredFamily<'_>> {
+    let mut r = Reader(bytes);
+    let count = r.u64().unwrap_or(0);
+    (0..count).map_while(move |_| next_family(&mut r))
+}
+
+fn next_family<'a>(r: &mut Reader<'a>) -> Option<StoredFamily<'a>> {
+    let name = r.str()?;
+    let kind = MetricType::from_name(r.str()?)?;
+    let help = match r.byte()? {
+        0 => None,
+        1 => Some(r.str()?),
+        _ => return None,
+    };
+    let len = usize::try_from(r.u64()?).ok()?.checked_mul(8)?;
+    let ids = r.take(len)?;
+    Some(StoredFamily {
+        name,
+        kind,
+        help,
+        ids,
+    })
+}
+
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
@@ -366,9 +576,9 @@ impl Reader<'_> {
             .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
     }
 
-    fn string(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let len = usize::try_from(self.u64()?).ok()?;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
+        std::str::from_utf8(self.take(len)?).ok()
     }
 }
 
@@ -376,37 +586,55 @@ impl Reader<'_> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{Entry, decode, encode};
+    use super::{
+        Entry, Index, Print, changed_spans, checksum, common_prefix, common_suffix, decode, encode,
+        stored_families,
+    };
     use crate::exposition::parse::parse;
     use crate::exposition::validate::Fingerprint;
 
+    fn print(text: &str) -> Fingerprint {
+        Fingerprint::of(&parse(text.as_bytes()).unwrap())
+    }
+
+    fn entry(ino: u64, print: Option<Fingerprint>) -> Entry {
+        Entry {
+            ino,
+            size: 9,
+            mtime_ns: -3,
+            print: print.map_or(Print::Unreadable, Print::Decoded),
+        }
+    }
+
+    /// An index as a later process loads it.
+    fn reloaded(files: &BTreeMap<String, Entry>) -> Index {
+        let stored = encode(&mut files.clone(), &[]);
+        Index {
+            files: decode(&stored).unwrap(),
+            stored,
+            ..Index::default()
+        }
+    }
+
     #[test]
     fn the_codec_round_trips_and_refuses_garbage() {
-        let families = parse(b"# HELP a A.\n# TYPE a counter\na{x=\"1\"} 1\nb 2\n").unwrap();
+        let a = print("# HELP a A.\n# TYPE a counter\na{x=\"1\"} 1\nb 2\n");
         let mut files = BTreeMap::new();
-        files.insert(
-            "a.prom".to_owned(),
-            Entry {
-                ino: 7,
-                size: 9,
-                mtime_ns: -3,
-                print: Some(Fingerprint::of(&families)),
-            },
-        );
-        files.insert(
-            "broken.prom".to_owned(),
-            Entry {
-                ino: 1,
-                size: 2,
-                mtime_ns: 3,
-                print: None,
-            },
-        );
-        let bytes = encode(&files);
-        let back = decode(&bytes).unwrap();
-        assert_eq!(back["a.prom"].print, files["a.prom"].print);
+        files.insert("a.prom".to_owned(), entry(7, Some(a.clone())));
+        files.insert("broken.prom".to_owned(), entry(1, None));
+        let bytes = encode(&mut files.clone(), &[]);
+        let mut back = decode(&bytes).unwrap();
+        let Print::Stored(range) = &back["a.prom"].print else {
+            panic!("not left encoded: {:?}", back["a.prom"].print);
+        };
+        let families: Vec<_> = stored_families(&bytes[range.clone()])
+            .map(|f| f.to_print())
+            .collect();
+        assert_eq!(families, a.families);
         assert_eq!((back["a.prom"].ino, back["a.prom"].mtime_ns), (7, -3));
-        assert!(back["broken.prom"].print.is_none());
+        assert!(matches!(back["broken.prom"].print, Print::Unreadable));
+        // Entries left encoded are written back as they were read.
+        assert_eq!(encode(&mut back, &bytes), bytes);
         for cut in [0, 8, 20, bytes.len() - 1] {
             assert!(
                 decode(&bytes[..cut]).is_none(),
@@ -419,8 +647,202 @@ mod tests {
         let mut older = files.clone();
         older.get_mut("broken.prom").unwrap().size = 5;
         older.insert("zz.prom".to_owned(), older["a.prom"].clone());
-        let mut torn = encode(&older);
+        let mut torn = encode(&mut older, &[]);
         torn[..bytes.len() / 2].copy_from_slice(&bytes[..bytes.len() / 2]);
         assert!(decode(&torn).is_none(), "a torn cache was accepted");
+    }
+
+    #[test]
+    fn families_left_encoded_are_checked_as_decoded_ones_are() {
+        let others = [
+            ("counter.prom", "# TYPE m counter\nm{a=\"1\"} 1\n"),
+            (
+                "help.prom",
+                "# HELP m Other.\n# TYPE m gauge\nm{a=\"2\"} 1\n",
+            ),
+            ("series.prom", "# HELP m M.\n# TYPE m gauge\nm{a=\"3\"} 1\n"),
+            ("relative.prom", "m_count 1\n"),
+            (
+                "fine.prom",
+                "# HELP m M.\n# TYPE m gauge\nm{a=\"4\"} 1\nn 2\n",
+            ),
+        ];
+        let files: BTreeMap<String, Entry> = others
+            .iter()
+            .enumerate()
+            .map(|(i, (name, text))| ((*name).to_owned(), entry(i as u64, Some(print(text)))))
+            .collect();
+        let push = print("# HELP m M.\n# TYPE m gauge\nm{a=\"3\"} 1\nm{a=\"5\"} 1\n");
+        let loaded = reloaded(&files);
+        assert!(
+            loaded
+                .files
+                .values()
+                .all(|e| matches!(e.print, Print::Stored(_)))
+        );
+        let decoded = Index {
+            files,
+            ..Index::default()
+        };
+        let expected = ["counter.prom", "help.prom", "relative.prom", "series.prom"];
+        assert_eq!(loaded.candidates("mine.prom", &push), expected);
+        assert_eq!(decoded.candidates("mine.prom", &push), expected);
+        assert_eq!(loaded.candidates("series.prom", &push), expected[..3]);
+    }
+
+    #[test]
+    fn a_save_writes_what_changed_and_the_file_then_holds_the_new_index() {
+        let state = tempfile::tempdir().unwrap();
+        let mut files = BTreeMap::new();
+        for (i, name) in ["a.prom", "b.prom", "c.prom"].into_iter().enumerate() {
+            let text = format!("# TYPE {} gauge\n{} 1\n", &name[..1], &name[..1]);
+            files.insert(name.to_owned(), entry(i as u64, Some(print(&text))));
+        }
+        let mut index = Index {
+            files,
+            dirty: true,
+            ..Index::default()
+        };
+        index.save(state.path(), 0o644);
+        let mut index = Index::load(state.path(), false);
+        let mut expected: Vec<(String, u64)> = vec![];
+        // The same length with one identity changed; a new entry (longer);
+        // an entry gone (shorter).
+        let changes: [&dyn Fn(&mut Index); 3] = [
+            &|index| index.files.get_mut("b.prom").unwrap().ino = 99,
+            &|index| {
+                let print = print("# TYPE bb_total counter\nbb_total 1\n");
+                index.put("bb.prom".to_owned(), entry(5, Some(print)));
+            },
+            &|index| index.forget("a.prom"),
+        ];
+        for change in changes {
+            change(&mut index);
+            index.dirty = true;
+            index.save(state.path(), 0o644);
+            let files = &Index::load(state.path(), false).files;
+            let got: Vec<(String, u64)> = files.iter().map(|(n, e)| (n.clone(), e.ino)).collect();
+            expected = index
+                .files
+                .iter()
+                .map(|(n, e)| (n.clone(), e.ino))
+                .collect();
+            assert_eq!(got, expected);
+            index = Index::load(state.path(), false);
+        }
+        assert_eq!(
+            expected,
+            [
+                ("b.prom".into(), 99),
+                ("bb.prom".into(), 5),
+                ("c.prom".into(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refresh_follows_files_added_changed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let families = |index: &Index| -> Vec<(String, Vec<String>)> {
+            let names = |print: &Print| match print {
+                Print::Decoded(p) => p.families.iter().map(|f| f.name.clone()).collect(),
+                other => panic!("not decoded: {other:?}"),
+            };
+            index
+                .files
+                .iter()
+                .map(|(n, e)| (n.clone(), names(&e.print)))
+                .collect()
+        };
+        write("a.prom", "a 1\n");
+        write("b.prom", "b 1\n");
+        write("notes.txt", "c 1\n");
+        let mut index = Index::default();
+        index.refresh(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            families(&index),
+            [
+                ("a.prom".into(), vec!["a".into()]),
+                ("b.prom".into(), vec!["b".into()])
+            ]
+        );
+        std::fs::remove_file(dir.path().join("a.prom")).unwrap();
+        std::fs::remove_file(dir.path().join("b.prom")).unwrap();
+        std::fs::create_dir(dir.path().join("b.prom")).unwrap();
+        write("c.prom", "c 1\nc2 2\n");
+        index.refresh(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            families(&index),
+            [("c.prom".into(), vec!["c".into(), "c2".into()])]
+        );
+        write("c.prom", "d 1\n");
+        index.refresh(dir.path(), 1 << 20).unwrap();
+        assert_eq!(families(&index), [("c.prom".into(), vec!["d".into()])]);
+    }
+
+    #[test]
+    fn the_checksum_sees_any_one_byte_changed() {
+        let bytes: Vec<u8> = (0..101u32).map(|i| (i * 7) as u8).collect();
+        let sum = checksum(&bytes);
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x10;
+            assert_ne!(checksum(&changed), sum, "a change at byte {at} went unseen");
+        }
+        assert_ne!(checksum(&bytes[..100]), sum);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_ne!(checksum(&longer), sum);
+    }
+
+    #[test]
+    fn common_ends_are_found_across_blocks() {
+        let a: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        for at in [0, 1, 511, 512, 513, 1024, 1999] {
+            let mut b = a.clone();
+            b[at] ^= 1;
+            assert_eq!(common_prefix(&a, &b), at);
+            assert_eq!(common_suffix(&a, &b), a.len() - at - 1);
+        }
+        assert_eq!(common_prefix(&a, &a), a.len());
+        assert_eq!(common_suffix(&a, &a), a.len());
+        assert_eq!(common_prefix(&a[..700], &a), 700);
+        assert_eq!(common_prefix(&a, &a[..1030]), 1030);
+        assert_eq!(common_suffix(&a[1300..], &a), 700);
+        assert_eq!(common_prefix(&[], &a), 0);
+    }
+
+    #[test]
+    fn changed_spans_turn_the_old_bytes_into_the_new() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"0123456789abcdefgh", b"0123456789abcdefgh"),
+            (b"0123456789abcdefgh", b"01X3456789abcdefgY"),
+            (b"0123456789abcdefgh", b"0123456789abcdefgY"),
+            (b"0123456789abcdefgh", b"X123456789abcdefgh"),
+            (b"0123456789abcdefgh", b"0123456789abcdefghij"),
+            (b"0123456789abcdefgh", b"012345678abcdefgh"),
+            (b"", b"0123456789"),
+        ];
+        for (old, new) in cases {
+            let mut file = old.to_vec();
+            let spans = changed_spans(old, new);
+            for span in &spans {
+                if file.len() < span.end {
+                    file.resize(span.end, 0);
+                }
+                file[span.clone()].copy_from_slice(&new[span.clone()]);
+            }
+            file.truncate(new.len());
+            assert_eq!(file, new, "{old:?} -> {new:?} by {spans:?}");
+            if old.len() == new.len() {
+                let written: usize = spans.iter().map(ExactSizeIterator::len).sum();
+                let differing = old.iter().zip(new).filter(|(a, b)| a != b).count();
+                assert!(
+                    written <= differing.max(1) + 8,
+                    "{spans:?} for {old:?} -> {new:?}"
+                );
+            }
+        }
     }
 }
