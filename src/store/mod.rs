@@ -51,6 +51,8 @@ const STALE_TEMP: Duration = Duration::from_secs(600);
 /// How long a new temp file may stay unlocked: the moment between its
 /// creation and its writer's lock.
 const TEMP_GRACE: Duration = Duration::from_secs(1);
+/// The start of the name of a run's metrics file ([`Store::scratch_file`]).
+const RUN_PREFIX: &str = ".promdrop-run-";
 
 /// The Pushgateway's own HELP texts, so the same HELP stands in every file.
 pub const PUSH_TIME_HELP: &str =
@@ -638,14 +640,18 @@ impl Store {
 
     /// An empty scratch file in the state directory, removed on drop: where a
     /// wrapped command writes its own metrics.
+    /// It is locked for as long as it lives, so that `expire` removes only
+    /// those of runs whose promdrop was killed, however long a job runs.
     pub fn scratch_file(&self, key: &GroupingKey) -> Result<ScratchFile, StoreError> {
-        tempfile::Builder::new()
-            // Not TEMP_PREFIX: `expire` must not sweep it while a long job runs.
-            .prefix(&format!(".promdrop-run-{}.", key.file_stem()))
+        let (file, path) = tempfile::Builder::new()
+            .prefix(&format!("{RUN_PREFIX}{}.", key.file_stem()))
             .suffix(".txt")
             .tempfile_in(&self.state)
-            .map(|file| ScratchFile(file.into_temp_path()))
-            .map_err(|source| StoreError::io("create a scratch file in", &self.state, source))
+            .map_err(|source| StoreError::io("create a scratch file in", &self.state, source))?
+            .into_parts();
+        // Where locks do not work, `expire` takes the file for held.
+        let _ = fs2::FileExt::try_lock_exclusive(&file);
+        Ok(ScratchFile { path, _lock: file })
     }
 
     /// Lock and cache files: group-writable when the directory is, so that
@@ -904,17 +910,20 @@ impl Store {
 /// A file in the state directory that another process may write; see
 /// [`Store::scratch_file`]. Removed when dropped.
 #[derive(Debug)]
-pub struct ScratchFile(tempfile::TempPath);
+pub struct ScratchFile {
+    path: tempfile::TempPath,
+    _lock: fs::File,
+}
 
 impl ScratchFile {
     /// Its path, to hand to the other process.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 
     /// What it holds now (nothing, when it was removed or never written).
     pub fn read(&self) -> Vec<u8> {
-        fs::read(&self.0).unwrap_or_default()
+        fs::read(&self.path).unwrap_or_default()
     }
 }
 
@@ -1115,6 +1124,8 @@ fn waited(wait: Wait) -> Duration {
     }
 }
 
+/// The temp files of writers that died, and the metrics files of runs
+/// whose promdrop was killed.
 fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
     let Ok(listing) = fs::read_dir(dir) else {
         return Vec::new();
@@ -1122,11 +1133,10 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
     listing
         .flatten()
         .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(TEMP_PREFIX))
-        })
-        .filter(|e| {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else {
+                return false;
+            };
             let age = e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -1135,8 +1145,14 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
                 });
             // A writer locks its temp file right after creating it: past a
             // moment's grace, one nobody holds is a dead writer's. Where locks
-            // do not work, age alone decides.
-            age > STALE_TEMP || (age > TEMP_GRACE && !held(&e.path()))
+            // do not work, age alone decides for temp files, and nothing for
+            // a run's metrics file, which lives as long as its job runs.
+            let unheld = || age > TEMP_GRACE && !held(&e.path());
+            if name.starts_with(TEMP_PREFIX) {
+                age > STALE_TEMP || unheld()
+            } else {
+                name.starts_with(RUN_PREFIX) && unheld()
+            }
         })
         .filter_map(|e| e.file_name().into_string().ok())
         .collect::<std::collections::BTreeSet<_>>()

@@ -482,6 +482,27 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
     );
     let mut promdrop_process = spawn_run(d.path(), &["job", "--", "sh", "-c", &script]);
     wait_for(&pid_file);
+    // The run's metrics file, past `expire`'s grace for a new file: a live
+    // run's is left alone, however old.
+    let metrics_files = || -> Vec<String> {
+        fs::read_dir(d.path().join(".promdrop"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|name| name.starts_with(".promdrop-run-job."))
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(metrics_files().len(), 1);
+    let expire = || {
+        Test::new()
+            .arg("--dir")
+            .arg(d.path())
+            .arg("expire")
+            .run()
+            .status(0)
+    };
+    expire();
+    assert_eq!(metrics_files().len(), 1, "expire removed a live run's file");
     promdrop_process.kill().unwrap();
     promdrop_process.wait().unwrap();
     let child: i32 = fs::read_to_string(&pid_file)
@@ -511,6 +532,12 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
             ("promdrop_run_runs_total", 1.0),
         ],
     );
+    // The killed run left its metrics file behind; `expire` removes it.
+    let left = metrics_files();
+    assert_eq!(left.len(), 1);
+    let swept = expire();
+    assert!(swept.stdout.contains(&left[0]), "{}", swept.stdout);
+    assert!(metrics_files().is_empty());
 }
 
 #[test]
