@@ -640,6 +640,7 @@ impl Store {
 
     /// An empty scratch file in the state directory, removed on drop: where a
     /// wrapped command writes its own metrics.
+    ///
     /// It is locked for as long as it lives, so that `expire` removes only
     /// those of runs whose promdrop was killed, however long a job runs.
     pub fn scratch_file(&self, key: &GroupingKey) -> Result<ScratchFile, StoreError> {
@@ -1134,9 +1135,10 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
         .flatten()
         .filter(|e| {
             let name = e.file_name();
-            let Some(name) = name.to_str() else {
+            let temp = name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX));
+            if !temp && !name.to_str().is_some_and(|n| n.starts_with(RUN_PREFIX)) {
                 return false;
-            };
+            }
             let age = e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -1147,12 +1149,7 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
             // moment's grace, one nobody holds is a dead writer's. Where locks
             // do not work, age alone decides for temp files, and nothing for
             // a run's metrics file, which lives as long as its job runs.
-            let unheld = || age > TEMP_GRACE && !held(&e.path());
-            if name.starts_with(TEMP_PREFIX) {
-                age > STALE_TEMP || unheld()
-            } else {
-                name.starts_with(RUN_PREFIX) && unheld()
-            }
+            (temp && age > STALE_TEMP) || (age > TEMP_GRACE && !held(&e.path()))
         })
         .filter_map(|e| e.file_name().into_string().ok())
         .collect::<std::collections::BTreeSet<_>>()
