@@ -42,6 +42,13 @@ use crate::store::StoreError;
 
 /// Runs one command to completion and says how the process should end.
 pub fn run(command: Command) -> Result<Exit> {
+    // A file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) must fail the
+    // write that passes it, which then publishes nothing, instead of killing
+    // promdrop: with a handler installed, the write fails with EFBIG.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let stdout = io::stdout().lock();
     match command {
         Command::Check(options) => Ok(check::run(&options, io::stdin().lock(), stdout)?),

@@ -227,12 +227,35 @@ fn files_other_tools_left_are_reported_counted_and_skipped() {
 
 #[test]
 fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
+    // A small tmpfs where the tests may mount one (as in CI); the file-size
+    // limit everywhere, which fails a write in the same place.
     let dir = tempfile::tempdir().unwrap();
-    let Some(_mount) = crate::util::Tmpfs::mount(dir.path(), "256k") else {
-        return;
-    };
-    let d = dir.path();
-    let server = TestServer::start(d);
+    if let Some(_mount) = crate::util::Tmpfs::mount(dir.path(), "256k") {
+        let server = TestServer::start(dir.path());
+        let big = refused_big_push(&server, dir.path(), "No space left on device");
+        // The CLI says so and exits 3 (I/O).
+        let kept = std::fs::read(dir.path().join("kept.prom")).unwrap();
+        Test::new()
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["push", "kept"])
+            .stdin(big)
+            .run()
+            .status(3);
+        assert_eq!(std::fs::read(dir.path().join("kept.prom")).unwrap(), kept);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_file_size_limit(dir.path(), 256);
+    refused_big_push(&server, dir.path(), "File too large");
+    // The limit failed the write and did not stop the server.
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/small", &[], b"small 1\n").unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Pushes a group, then a body too big for the disk to it and to a new
+/// group: both refused with `message`, the stored group intact, no new group,
+/// and scrapes go on. Returns the big body.
+fn refused_big_push(server: &TestServer, d: &std::path::Path, message: &str) -> String {
     let (status, _) = http(
         server.addr,
         "PUT",
@@ -243,19 +266,18 @@ fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
     .unwrap();
     assert_eq!(status, 200);
     let kept = std::fs::read(d.join("kept.prom")).unwrap();
-    // Far more than the filesystem holds, in a body the server accepts.
+    // Far more than the disk holds, in a body the server accepts.
     let big = (0..20_000).fold(String::new(), |mut text, i| {
         let _ = writeln!(text, "big_metric{{n=\"{i}\"}} {i}");
         text
     });
-    let (status, message) =
+    let (status, answer) =
         http(server.addr, "PUT", "/metrics/job/kept", &[], big.as_bytes()).unwrap();
-    let message = String::from_utf8_lossy(&message);
-    assert_eq!(status, 500, "{message}");
-    assert!(message.contains("No space left on device"), "{message}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 500, "{answer}");
+    assert!(answer.contains(message), "{answer}");
     let (status, _) = http(server.addr, "PUT", "/metrics/job/new", &[], big.as_bytes()).unwrap();
     assert_eq!(status, 500);
-    // What was stored is intact, no new group appeared, and scrapes go on.
     assert_eq!(std::fs::read(d.join("kept.prom")).unwrap(), kept);
     assert!(!d.join("new.prom").exists());
     let scrape = server.scrape();
@@ -263,14 +285,5 @@ fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
         scrape.contains("kept_metric{instance=\"\",job=\"kept\"} 1"),
         "{scrape}"
     );
-    // The CLI says so and exits 3 (I/O).
-    Test::new()
-        .arg("--dir")
-        .arg(d)
-        .args(["push", "kept"])
-        .stdin(big)
-        .run()
-        .status(3);
-    assert_eq!(std::fs::read(d.join("kept.prom")).unwrap(), kept);
-    drop(server);
+    big
 }

@@ -25,11 +25,31 @@ impl TestServer {
 
     /// [`TestServer::start`] with extra `serve` arguments.
     pub fn start_with(dir: &Path, args: &[&str]) -> Self {
-        let mut child = promdrop()
+        let mut command = promdrop();
+        command
             .arg("--dir")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        Self::spawn(command)
+    }
+
+    /// [`TestServer::start`] with the file-size limit (`ulimit -f`) set to
+    /// `blocks`, as the shell counts them.
+    pub fn start_with_file_size_limit(dir: &Path, blocks: u32) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

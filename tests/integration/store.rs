@@ -594,8 +594,8 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     push(d.path(), &["keep"], "keep 1\nkeep 2\n").status(1);
     push(d.path(), &["keep"], "m{a=\"1\"} 1\r\n").status(1);
     assert_eq!(snapshot(d.path()), before);
-    // The file-size limit hit mid-write: the kernel stops the writer with
-    // SIGXFSZ (or the write fails with EFBIG).
+    // The file-size limit hit mid-write: the write fails with EFBIG (promdrop
+    // does not let SIGXFSZ kill it), and promdrop says so and exits 3.
     let limited = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -f 64 && exec \"$0\" --dir \"$1\" push keep")
@@ -611,10 +611,9 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     let mut stdin = stdin_handle.stdin.take().unwrap();
     std::thread::spawn(move || stdin.write_all(body.as_bytes()));
     let output = stdin_handle.wait_with_output().unwrap();
-    assert!(
-        !output.status.success(),
-        "a push past RLIMIT_FSIZE succeeded"
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
     let after: Vec<_> = snapshot(d.path())
         .into_iter()
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "prom"))
