@@ -697,17 +697,23 @@ impl Fingerprint {
         others: impl IntoIterator<Item = (&'a str, &'a Fingerprint)>,
     ) -> impl Iterator<Item = &'a str> {
         let related = self.related_names();
-        others.into_iter().filter_map(move |(name, other)| {
-            let hit = other.families.iter().any(|theirs| {
-                family_conflicts(
-                    &related,
-                    &theirs.name,
-                    theirs.kind,
-                    theirs.help.as_deref(),
-                    theirs.ids.iter().copied(),
-                )
-            });
-            hit.then_some(name)
+        others
+            .into_iter()
+            .filter_map(move |(name, other)| other.hits(&related).then_some(name))
+    }
+
+    /// Whether any family of this (another file's) fingerprint might
+    /// conflict with a push whose [`Fingerprint::related_names`] are
+    /// `related`.
+    pub(crate) fn hits(&self, related: &HashMap<String, Option<&FamilyPrint>>) -> bool {
+        self.families.iter().any(|theirs| {
+            family_conflicts(
+                related,
+                &theirs.name,
+                theirs.kind,
+                theirs.help.as_deref(),
+                theirs.ids.iter().copied(),
+            )
         })
     }
 }

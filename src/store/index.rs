@@ -236,15 +236,7 @@ impl Index {
             Print::Unreadable => false,
             Print::Stored(range) => stored_families(&self.stored[range.clone()])
                 .any(|f| family_conflicts(&related, f.name, f.kind, f.help, f.ids())),
-            Print::Decoded(theirs) => theirs.families.iter().any(|f| {
-                family_conflicts(
-                    &related,
-                    &f.name,
-                    f.kind,
-                    f.help.as_deref(),
-                    f.ids.iter().copied(),
-                )
-            }),
+            Print::Decoded(theirs) => theirs.hits(&related),
         };
         self.files
             .iter()
