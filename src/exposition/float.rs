@@ -188,9 +188,8 @@ fn short_decimal(value: f64) -> Option<(u64, usize)> {
     None
 }
 
-/// Writes `mantissa / 10^scale` in Go's `'g'` layout: positional when the
-/// decimal exponent is from -4 to 5, else `d.ddde+XX`. `mantissa` is not 0,
-/// and does not end in 0 when `scale` is not 0.
+/// Writes `mantissa / 10^scale` in Go's `'g'` layout (see [`write_go`]).
+/// `mantissa` is not 0, and does not end in 0 when `scale` is not 0.
 fn write_decimal(out: &mut String, mantissa: u64, scale: usize) {
     let mut buf = [0u8; 20];
     let mut at = buf.len();
@@ -203,92 +202,53 @@ fn write_decimal(out: &mut String, mantissa: u64, scale: usize) {
     let digits = &buf[at..];
     // At most 20 digits and a scale of at most 22: no truncation.
     let exponent = i32::from(digits.len() as u8) - 1 - i32::from(scale as u8);
-    let push = |out: &mut String, bytes: &[u8]| {
-        out.extend(bytes.iter().map(|&b| char::from(b)));
-    };
-    if (-4..6).contains(&exponent) {
-        if scale == 0 {
-            push(out, digits);
-        } else if digits.len() > scale {
-            let point = digits.len() - scale;
-            push(out, &digits[..point]);
-            out.push('.');
-            push(out, &digits[point..]);
-        } else {
-            out.push_str("0.");
-            for _ in digits.len()..scale {
-                out.push('0');
-            }
-            push(out, digits);
-        }
-    } else {
-        let mut end = digits.len();
-        while end > 1 && digits[end - 1] == b'0' {
-            end -= 1;
-        }
-        push(out, &digits[..1]);
-        if end > 1 {
-            out.push('.');
-            push(out, &digits[1..end]);
-        }
-        out.push('e');
-        out.push(if exponent < 0 { '-' } else { '+' });
-        let magnitude = exponent.unsigned_abs();
-        if magnitude < 10 {
-            out.push('0');
-        }
-        let mut exp_buf = [0u8; 3];
-        let mut exp_at = exp_buf.len();
-        let mut rest = magnitude;
-        while rest > 0 {
-            exp_at -= 1;
-            exp_buf[exp_at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        push(out, &exp_buf[exp_at..]);
-    }
+    let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+    write_go(out, &digits[..end], exponent);
 }
 
 /// Converts Rust's shortest `{:e}` spelling (`-1.2345675e6`) to Go's layout.
 fn write_scientific_as_go(out: &mut String, rust: &str) {
     let (mantissa, exponent) = rust.split_once('e').unwrap_or((rust, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    out.push_str(sign);
+    if mantissa.starts_with('-') {
+        out.push('-');
+    }
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    write_go(out, &digits, exponent);
+}
+
+/// Writes the number `d.ddd × 10^exponent`, given its significant `digits`
+/// (no trailing zeros), in Go's `'g'` layout: positional when `exponent` is
+/// from -4 to 5, else `d.ddde+XX`.
+fn write_go(out: &mut String, digits: &[u8], exponent: i32) {
+    use std::fmt::Write as _;
+    let text = std::str::from_utf8(digits).expect("ASCII digits");
     if !(-4..6).contains(&exponent) {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
+        out.push_str(&text[..1]);
+        if text.len() > 1 {
             out.push('.');
-            out.push_str(&digits[1..]);
+            out.push_str(&text[1..]);
         }
         out.push('e');
         out.push(if exponent < 0 { '-' } else { '+' });
-        let magnitude = exponent.unsigned_abs();
-        if magnitude < 10 {
-            out.push('0');
-        }
-        out.push_str(&magnitude.to_string());
+        let _ = write!(out, "{:02}", exponent.unsigned_abs());
     } else if exponent < 0 {
         out.push_str("0.");
         for _ in 0..(-exponent - 1) {
             out.push('0');
         }
-        out.push_str(&digits);
+        out.push_str(text);
     } else {
         let point = exponent.unsigned_abs() as usize + 1;
-        if digits.len() <= point {
-            out.push_str(&digits);
-            for _ in digits.len()..point {
+        if text.len() <= point {
+            out.push_str(text);
+            for _ in text.len()..point {
                 out.push('0');
             }
         } else {
-            out.push_str(&digits[..point]);
+            out.push_str(&text[..point]);
             out.push('.');
-            out.push_str(&digits[point..]);
+            out.push_str(&text[point..]);
         }
     }
 }

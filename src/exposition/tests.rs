@@ -362,6 +362,17 @@ fn problems(files: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// Validates built families as one file; returns the violations.
+fn violations(families: &[Family]) -> Vec<String> {
+    validate(&[Source {
+        name: "x",
+        families,
+    }])
+    .into_iter()
+    .map(|p| p.violation.to_string())
+    .collect()
+}
+
 #[test]
 fn validates_like_node_exporter_gathers() {
     assert!(
@@ -461,15 +472,8 @@ fn validates_built_families_names() {
     let mut le = Family::new("h", MetricType::Histogram);
     le.push(&[("le", "1")], Value::Distribution(Box::default()));
     let families = [bad, label, le];
-    let messages: Vec<String> = validate(&[Source {
-        name: "x",
-        families: &families,
-    }])
-    .into_iter()
-    .map(|p| p.violation.to_string())
-    .collect();
     assert_eq!(
-        messages,
+        violations(&families),
         [
             "invalid metric name \"bad.name\": expected [a-zA-Z_:][a-zA-Z0-9_:]*",
             "invalid label name \"bad-label\" on \"m\": expected [a-zA-Z_][a-zA-Z0-9_]*",
@@ -636,15 +640,8 @@ fn validates_label_names_added_after_parsing() {
     built.push(&[("bad-label", "1")], Value::Single(1.0));
     absorbed[0].absorb(&built);
     let families = [reserved, bound, absorbed].concat();
-    let messages: Vec<String> = validate(&[Source {
-        name: "x",
-        families: &families,
-    }])
-    .into_iter()
-    .map(|p| p.violation.to_string())
-    .collect();
     assert_eq!(
-        messages,
+        violations(&families),
         [
             "label name \"__x\" on \"m\" starts with \"__\", which is reserved: node_exporter 1.5.0 crashes on it",
             "label \"le\" is reserved on histogram \"h\"",

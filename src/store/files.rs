@@ -5,7 +5,7 @@
 //! symlink planted as `.promdrop/index` or as a lock file cannot make a
 //! writer create or overwrite a file elsewhere.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -30,6 +30,15 @@ fn regular(file: File) -> io::Result<File> {
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ))
+    }
+}
+
+/// What a directory entry is, following a symlink as node_exporter does;
+/// without one, no `stat` beyond the listing's own.
+pub(crate) fn entry_metadata(entry: &fs::DirEntry) -> io::Result<fs::Metadata> {
+    match entry.metadata() {
+        Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
+        other => other,
     }
 }
 

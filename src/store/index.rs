@@ -24,7 +24,7 @@ use crate::exposition::MetricType;
 use crate::exposition::parse::parse;
 use crate::exposition::validate::{FamilyPrint, Fingerprint, family_conflicts};
 
-use super::files::{open_state_file, read_regular};
+use super::files::{entry_metadata, open_state_file, read_regular};
 use super::postings::Postings;
 use super::{StoreError, is_prom_name};
 
@@ -185,13 +185,9 @@ impl Index {
             else {
                 continue;
             };
-            // node_exporter follows symlinks; a FIFO would hang it, so never
-            // open anything but a regular file here.
-            let meta = match entry.metadata() {
-                Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
-                other => other,
-            };
-            let Ok(meta) = meta.filter_file() else {
+            // A FIFO would hang a reader, so never open anything but a
+            // regular file here.
+            let Ok(meta) = entry_metadata(&entry).filter_file() else {
                 continue;
             };
             if !self.files.get(&name).is_some_and(|e| e.matches(&meta)) {

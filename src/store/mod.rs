@@ -227,10 +227,7 @@ impl Group {
 
     /// Whether the TTL has run out at `now`.
     pub fn expired(&self, now: SystemTime) -> bool {
-        match (self.ttl, self.pushed_at()) {
-            (Some(ttl), Some(pushed)) => seconds(now) > pushed + ttl.as_secs_f64(),
-            _ => false,
-        }
+        expired(self.ttl, self.pushed_at(), now)
     }
 
     /// Writes the group file: header, then the families.
@@ -748,12 +745,7 @@ impl Store {
             let (id, outcome, new) = match previous.remove(&name) {
                 Some((id, outcome)) if unchanged(&entry) => (id, outcome, false),
                 seen => {
-                    // node_exporter follows symlinks, and so does this.
-                    let meta = match entry.metadata() {
-                        Ok(meta) if meta.file_type().is_symlink() => fs::metadata(entry.path()),
-                        other => other,
-                    };
-                    let meta = match meta {
+                    let meta = match files::entry_metadata(&entry) {
                         Ok(meta) => meta,
                         // A symlink to nothing, or a file removed since the listing.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -1111,6 +1103,15 @@ fn is_push_metric(name: &str) -> bool {
 /// Whether node_exporter reads a directory entry of this name.
 pub(crate) fn is_prom_name(name: &str) -> bool {
     name.ends_with(".prom")
+}
+
+/// Whether a group with this TTL, last pushed at `pushed`, has expired at
+/// `now`; never without both.
+fn expired(ttl: Option<Duration>, pushed: Option<f64>, now: SystemTime) -> bool {
+    match (ttl, pushed) {
+        (Some(ttl), Some(pushed)) => seconds(now) > pushed + ttl.as_secs_f64(),
+        _ => false,
+    }
 }
 
 fn seconds(time: SystemTime) -> f64 {

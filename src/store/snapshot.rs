@@ -172,10 +172,7 @@ impl Snapshot {
 
     /// Whether the TTL has run out at `now`.
     pub fn expired(&self, now: SystemTime) -> bool {
-        match (self.ttl, self.pushed_at) {
-            (Some(ttl), Some(pushed)) => seconds(now) > pushed + ttl.as_secs_f64(),
-            _ => false,
-        }
+        super::expired(self.ttl, self.pushed_at, now)
     }
 
     /// The families as text, sorted by name.

@@ -77,8 +77,7 @@ impl Watch {
             match self.inotify.read_events() {
                 Ok(events) => {
                     for event in events {
-                        let gone = AddWatchFlags::IN_Q_OVERFLOW
-                            | AddWatchFlags::IN_IGNORED
+                        let gone = AddWatchFlags::IN_IGNORED
                             | AddWatchFlags::IN_DELETE_SELF
                             | AddWatchFlags::IN_MOVE_SELF;
                         if event.mask.intersects(AddWatchFlags::IN_Q_OVERFLOW) {
