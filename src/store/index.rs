@@ -15,6 +15,7 @@
 //! everything else the check does.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -211,13 +212,42 @@ impl Index {
             }
         }
         for (name, meta) in changed {
-            let print = read_regular(&dir.join(&name), max_file_size)
-                .ok()
-                .and_then(|bytes| parse(&bytes).ok())
-                .map(|f| Fingerprint::of(&f));
-            self.put(name, Entry::new(&meta, print));
+            self.reread(dir, name, &meta, max_file_size);
         }
         Ok(())
+    }
+
+    /// Brings the entries of these names up to date, and only those: the
+    /// files a watch saw change.
+    pub(crate) fn refresh_names(
+        &mut self,
+        dir: &Path,
+        names: impl IntoIterator<Item = OsString>,
+        max_file_size: u64,
+    ) {
+        for name in names.into_iter().filter_map(|n| n.into_string().ok()) {
+            if !is_prom_name(&name) {
+                continue;
+            }
+            match fs::metadata(dir.join(&name)).filter_file() {
+                Ok(meta) if self.files.get(&name).is_some_and(|e| e.matches(&meta)) => {}
+                Ok(meta) => self.reread(dir, name, &meta, max_file_size),
+                Err(_) => self.forget(&name),
+            }
+        }
+    }
+
+    /// Fingerprints file `name` afresh. One that does not parse can conflict
+    /// with nothing; one that cannot be read now (for its mode, say) gets no
+    /// entry, so that it is tried again next time.
+    fn reread(&mut self, dir: &Path, name: String, meta: &fs::Metadata, max_file_size: u64) {
+        match read_regular(&dir.join(&name), max_file_size) {
+            Ok(bytes) => {
+                let print = parse(&bytes).ok().map(|f| Fingerprint::of(&f));
+                self.put(name, Entry::new(meta, print));
+            }
+            Err(_) => self.forget(&name),
+        }
     }
 
     /// Files other than `name` whose content might conflict with `print`:
@@ -767,6 +797,32 @@ mod tests {
         write("c.prom", "d 1\n");
         index.refresh(dir.path(), 1 << 20).unwrap();
         assert_eq!(families(&index), [("c.prom".into(), vec!["d".into()])]);
+        // A file that cannot be read is looked at again, though unchanged.
+        write("f.prom", "f 1\nf2 2\n");
+        index.refresh(dir.path(), 5).unwrap();
+        assert_eq!(families(&index), [("c.prom".into(), vec!["d".into()])]);
+        index.refresh(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            families(&index),
+            [
+                ("c.prom".into(), vec!["d".into()]),
+                ("f.prom".into(), vec!["f".into(), "f2".into()])
+            ]
+        );
+        // Only the names given, as a watch reports them.
+        write("c.prom", "e 1\n");
+        write("f.prom", "f 1\n");
+        index.refresh_names(dir.path(), ["c.prom".into(), "notes.txt".into()], 1 << 20);
+        assert_eq!(
+            families(&index),
+            [
+                ("c.prom".into(), vec!["e".into()]),
+                ("f.prom".into(), vec!["f".into(), "f2".into()])
+            ]
+        );
+        std::fs::remove_file(dir.path().join("c.prom")).unwrap();
+        index.refresh_names(dir.path(), ["c.prom".into(), "f.prom".into()], 1 << 20);
+        assert_eq!(families(&index), [("f.prom".into(), vec!["f".into()])]);
     }
 
     #[test]

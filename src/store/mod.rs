@@ -392,8 +392,10 @@ pub enum Expired {
     TempFile(String),
 }
 
-/// A file's identity for caching: inode, size, mtime (seconds, nanoseconds).
-type FileId = (u64, u64, i64, i64);
+/// A file's identity for caching: inode, size, mtime and ctime (seconds,
+/// nanoseconds). The ctime changes with the mode too, which can make a file
+/// that could not be read readable.
+type FileId = (u64, u64, i64, i64, i64, i64);
 
 /// What reading a `*.prom` file gave: a group, or why it is none.
 type ReadOutcome = Result<Arc<Snapshot>, SkipReason>;
@@ -580,8 +582,20 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let now = Stamp::now(&self.dir, &self.state);
+        let changed = self.watch.as_ref().map(|w| w.changed(watch::Reader::Index));
         match cached {
-            Some((index, stamp)) if stamp == now => Ok(index),
+            Some((mut index, stamp)) if stamp == now => {
+                // Writes in place and new modes leave the directory as it
+                // was; a watch names the files they touched.
+                match changed {
+                    Some(watch::Changed::Names(names)) => {
+                        index.refresh_names(&self.dir, names, self.max_file_size);
+                    }
+                    Some(watch::Changed::All) => index.refresh(&self.dir, self.max_file_size)?,
+                    None => {}
+                }
+                Ok(index)
+            }
             Some((mut index, stamp)) if stamp.same_index_file(&now) => {
                 index.refresh(&self.dir, self.max_file_size)?;
                 Ok(index)
@@ -710,9 +724,9 @@ impl Store {
     /// Every promdrop group in the directory, and every other `*.prom` file
     /// with the reason it is not one.
     ///
-    /// Files are read once per version: a file with the same inode, size and
-    /// mtime as last time comes from memory, so a server's scrapes parse
-    /// only what changed. Anything but a regular file (a FIFO named
+    /// Files are read once per version: a file with the same inode, size,
+    /// mtime and ctime as last time comes from memory, so a server's scrapes
+    /// parse only what changed. Anything but a regular file (a FIFO named
     /// `*.prom`, say) is skipped without being opened, and so is a file
     /// larger than the store reads.
     pub fn listing(&self) -> Result<Listing, StoreError> {
@@ -720,7 +734,10 @@ impl Store {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let changed = self.watch.as_ref().map(watch::Watch::changed);
+        let changed = self
+            .watch
+            .as_ref()
+            .map(|w| w.changed(watch::Reader::Listing));
         if let (Some(watch::Changed::Names(names)), Some(last)) = (&changed, &seen.listing)
             && names.is_empty()
         {
@@ -758,7 +775,14 @@ impl Store {
                             continue;
                         }
                     };
-                    let id = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+                    let id = (
+                        meta.ino(),
+                        meta.size(),
+                        meta.mtime(),
+                        meta.mtime_nsec(),
+                        meta.ctime(),
+                        meta.ctime_nsec(),
+                    );
                     match seen {
                         Some((seen, outcome)) if seen == id => (id, outcome, false),
                         _ => match self.read_outcome(&name, &meta) {

@@ -1,6 +1,8 @@
 //! Which entries of the directory changed since a long-lived store last
-//! listed it, from inotify: a listing then looks again (`stat`, and a read
-//! if the file changed) only at those, instead of at every file.
+//! looked, from inotify: a listing, or the fingerprint index before a push,
+//! then looks again (`stat`, and a read if the file changed) only at those,
+//! instead of at every file. A file written in place, or given a new mode,
+//! leaves the directory's mtime as it was; only the watch tells.
 //!
 //! Used only where inotify sees every change, on local filesystems (ext2/3/4,
 //! XFS, Btrfs, tmpfs); on any other (NFS, FUSE, …), or when the kernel's
@@ -12,12 +14,13 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC, statfs};
 
-/// What changed since the last [`Watch::changed`].
+/// What changed since a reader last asked [`Watch::changed`].
 #[derive(Debug)]
 pub(crate) enum Changed {
     /// Anything may have: look at every entry.
@@ -27,12 +30,37 @@ pub(crate) enum Changed {
     Names(HashSet<OsString>),
 }
 
+impl Changed {
+    fn nothing() -> Self {
+        Self::Names(HashSet::new())
+    }
+
+    fn add(&mut self, more: &Self) {
+        match (&mut *self, more) {
+            (Self::All, _) => {}
+            (_, Self::All) => *self = Self::All,
+            (Self::Names(names), Self::Names(more)) => names.extend(more.iter().cloned()),
+        }
+    }
+}
+
+/// Who asks a [`Watch`]; each is told of every change once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reader {
+    /// The listing scrapes serve.
+    Listing = 0,
+    /// The fingerprint index a push is checked against.
+    Index = 1,
+}
+
 /// An inotify watch on the directory.
 #[derive(Debug)]
 pub(crate) struct Watch {
     inotify: Inotify,
     /// Set once the watch can no longer be trusted.
     lost: AtomicBool,
+    /// What each [`Reader`] has yet to be told.
+    pending: Mutex<[Changed; 2]>,
 }
 
 impl Watch {
@@ -67,11 +95,22 @@ impl Watch {
         Some(Self {
             inotify,
             lost: AtomicBool::new(false),
+            pending: Mutex::new([Changed::nothing(), Changed::nothing()]),
         })
     }
 
-    /// The changes since the last call (or since the watch began).
-    pub(crate) fn changed(&self) -> Changed {
+    /// The changes since `reader` last asked (or since the watch began).
+    pub(crate) fn changed(&self, reader: Reader) -> Changed {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = self.read();
+        for changed in pending.iter_mut() {
+            changed.add(&fresh);
+        }
+        std::mem::replace(&mut pending[reader as usize], Changed::nothing())
+    }
+
+    /// The events the kernel queued since the last call.
+    fn read(&self) -> Changed {
         let mut names = HashSet::new();
         while !self.lost.load(Ordering::Relaxed) {
             match self.inotify.read_events() {
@@ -101,24 +140,10 @@ impl Watch {
 
 #[cfg(test)]
 mod tests {
-    use super::{Changed, Watch};
+    use super::{Changed, Reader, Watch};
 
-    #[test]
-    fn reports_the_names_that_changed_and_only_those() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.prom"), "a 1\n").unwrap();
-        std::fs::write(dir.path().join("b.prom"), "b 1\n").unwrap();
-        // /tmp may be any filesystem; skip where the watch is not used.
-        let Some(watch) = Watch::new(dir.path()) else {
-            return;
-        };
-        assert!(matches!(watch.changed(), Changed::Names(n) if n.is_empty()));
-        // In place, by rename, and removed.
-        std::fs::write(dir.path().join("a.prom"), "a 2\n").unwrap();
-        std::fs::write(dir.path().join("tmp"), "c 1\n").unwrap();
-        std::fs::rename(dir.path().join("tmp"), dir.path().join("c.prom")).unwrap();
-        std::fs::remove_file(dir.path().join("b.prom")).unwrap();
-        let Changed::Names(names) = watch.changed() else {
+    fn names(changed: Changed) -> Vec<String> {
+        let Changed::Names(names) = changed else {
             panic!("the watch was lost");
         };
         let mut names: Vec<_> = names
@@ -126,13 +151,44 @@ mod tests {
             .map(|n| n.into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["a.prom", "b.prom", "c.prom", "tmp"]);
-        assert!(matches!(watch.changed(), Changed::Names(n) if n.is_empty()));
+        names
+    }
+
+    #[test]
+    fn tells_each_reader_the_names_that_changed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.prom"), "a 1\n").unwrap();
+        std::fs::write(dir.path().join("b.prom"), "b 1\n").unwrap();
+        // /tmp may be any filesystem; skip where the watch is not used.
+        let Some(watch) = Watch::new(dir.path()) else {
+            return;
+        };
+        assert!(names(watch.changed(Reader::Listing)).is_empty());
+        // In place, by rename, removed, and a new mode.
+        std::fs::write(dir.path().join("a.prom"), "a 2\n").unwrap();
+        std::fs::write(dir.path().join("tmp"), "c 1\n").unwrap();
+        std::fs::rename(dir.path().join("tmp"), dir.path().join("c.prom")).unwrap();
+        std::fs::remove_file(dir.path().join("b.prom")).unwrap();
+        assert_eq!(
+            names(watch.changed(Reader::Listing)),
+            ["a.prom", "b.prom", "c.prom", "tmp"]
+        );
+        assert!(names(watch.changed(Reader::Listing)).is_empty());
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(dir.path().join("c.prom"), mode).unwrap();
+        // The other reader is told of everything since it last asked.
+        assert_eq!(
+            names(watch.changed(Reader::Index)),
+            ["a.prom", "b.prom", "c.prom", "tmp"]
+        );
+        assert_eq!(names(watch.changed(Reader::Listing)), ["c.prom"]);
+        assert!(names(watch.changed(Reader::Index)).is_empty());
         // The directory itself going away loses the watch for good.
         let path = dir.path().to_owned();
         drop(dir);
         assert!(!path.exists());
-        assert!(matches!(watch.changed(), Changed::All));
-        assert!(matches!(watch.changed(), Changed::All));
+        for reader in [Reader::Listing, Reader::Index, Reader::Listing] {
+            assert!(matches!(watch.changed(reader), Changed::All));
+        }
     }
 }

@@ -300,6 +300,41 @@ fn the_directory_is_shared_with_the_cli() {
     assert!(!server.scrape().contains("brief_metric"));
 }
 
+#[test]
+fn a_conflict_written_in_place_by_another_tool_is_seen() {
+    let d = tempfile::tempdir().unwrap();
+    let hand = d.path().join("hand.prom");
+    fs::write(&hand, "hand_written 1\n").unwrap();
+    let server = TestServer::start(d.path());
+    let put = |job: &str, body: &[u8]| {
+        http(
+            server.addr,
+            "PUT",
+            &format!("/metrics/job/{job}"),
+            &[],
+            body,
+        )
+        .unwrap()
+    };
+    // The server's index is in memory now, and the directory as it last saw
+    // it.
+    assert_eq!(put("first", b"# TYPE first gauge\nfirst 1\n").0, 200);
+    // Rewritten in place: the directory's mtime does not change.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&hand)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"# TYPE shared counter\nshared 1\n").unwrap();
+    drop(file);
+    let (status, body) = put("second", b"# TYPE shared gauge\nshared 2\n");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("hand.prom"), "{body}");
+    assert!(!d.path().join("second.prom").exists());
+    assert_eq!(put("second", b"# TYPE shared counter\nshared 2\n").0, 200);
+}
+
 /// The real Pushgateway 1.5.1 on a free loopback port; killed on drop.
 pub struct Pushgateway(Peer);
 
