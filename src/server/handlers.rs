@@ -77,6 +77,9 @@ impl Response {
 /// place that picks status codes.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// No or wrong credentials, where `basic_auth_users` are configured.
+    #[error("Unauthorized")]
+    Unauthorized,
     /// No such route.
     #[error("404 page not found")]
     NotFound,
@@ -107,6 +110,7 @@ impl HttpError {
     /// The reason label of `promdrop_rejected_pushes_total`.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Unauthorized => "unauthorized",
             Self::NotFound | Self::MethodNotAllowed(_) => "route",
             Self::BadKey(_) => "grouping_key",
             Self::BadBody(_) | Self::BadTtl(_) => "body",
@@ -120,6 +124,7 @@ impl HttpError {
     /// The status code for this error.
     pub fn status(&self) -> u16 {
         match self {
+            Self::Unauthorized => 401,
             Self::NotFound | Self::BadKey(UrlKeyError::NoRoute) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::BadKey(_)
@@ -156,8 +161,10 @@ impl HttpError {
     /// text body.
     pub fn response(&self) -> Response {
         let mut response = Response::text(self.status(), &self.message());
-        if let Self::MethodNotAllowed(allow) = self {
-            response.headers.push(("allow", (*allow).into()));
+        match self {
+            Self::MethodNotAllowed(allow) => response.headers.push(("allow", (*allow).into())),
+            Self::Unauthorized => response.headers.push(("www-authenticate", "Basic".into())),
+            _ => {}
         }
         response
     }
@@ -206,7 +213,19 @@ impl std::fmt::Debug for App {
 
 /// Routes and answers one request, and counts it.
 pub fn handle(app: &App, request: &Request) -> Response {
-    let (route, result) = route(app, request);
+    let (route, handler) = route(app, request);
+    answer(app, route, handler())
+}
+
+/// Answers a request refused before its handler could run (not
+/// authorized, or its body too large or too slow), and counts it under the
+/// route it was for, as [`handle`] would.
+pub fn refuse(app: &App, request: &Request, error: HttpError) -> Response {
+    let (route, _) = route(app, request);
+    answer(app, route, Err(error))
+}
+
+fn answer(app: &App, route: &'static str, result: Result<Response, HttpError>) -> Response {
     let response = result.unwrap_or_else(|err| {
         if route == "push" {
             app.stats.rejected(err.reason());
@@ -217,64 +236,69 @@ pub fn handle(app: &App, request: &Request) -> Response {
     response
 }
 
-fn route(app: &App, request: &Request) -> (&'static str, Result<Response, HttpError>) {
+/// What answers a request, once it is to be answered.
+type Handler<'a> = Box<dyn FnOnce() -> Result<Response, HttpError> + 'a>;
+
+/// The route a request is for (the `route` label of the request counts),
+/// and its handler.
+fn route<'a>(app: &'a App, request: &'a Request) -> (&'static str, Handler<'a>) {
     let decoded = percent_decode(&request.path);
     let Some(path) = decoded
         .strip_prefix(app.prefix.as_str())
         .filter(|p| p.starts_with('/'))
     else {
-        return ("other", Err(HttpError::NotFound));
+        return ("other", Box::new(|| Err(HttpError::NotFound)));
     };
     let method = request.method.as_str();
-    let not_allowed = |allow| Err(HttpError::MethodNotAllowed(allow));
+    let not_allowed =
+        |allow| -> Handler<'a> { Box::new(move || Err(HttpError::MethodNotAllowed(allow))) };
+    let text = |status, body| -> Handler<'a> { Box::new(move || Ok(Response::text(status, body))) };
     if let Some(key_path) = path.strip_prefix("/metrics/") {
+        let key_path = key_path.to_owned();
         return match method {
-            "PUT" => ("push", push(app, key_path, PushMode::Replace, request)),
-            "POST" => ("push", push(app, key_path, PushMode::Add, request)),
-            "DELETE" => ("delete", delete(app, key_path)),
+            "PUT" => (
+                "push",
+                Box::new(move || push(app, &key_path, PushMode::Replace, request)),
+            ),
+            "POST" => (
+                "push",
+                Box::new(move || push(app, &key_path, PushMode::Add, request)),
+            ),
+            "DELETE" => ("delete", Box::new(move || delete(app, &key_path))),
             _ => ("push", not_allowed("DELETE, OPTIONS, POST, PUT")),
         };
     }
     if path == app.telemetry_path {
-        return (
-            "metrics",
-            if method == "GET" {
-                scrape(app, request)
-            } else {
-                not_allowed("GET, OPTIONS")
-            },
-        );
+        return if method == "GET" {
+            ("metrics", Box::new(|| scrape(app, request)))
+        } else {
+            ("metrics", not_allowed("GET, OPTIONS"))
+        };
     }
     match (path, method) {
-        ("/", "GET") => ("status_page", status_page(app)),
-        ("/-/healthy", "GET") => ("healthy", Ok(Response::text(200, "OK"))),
-        ("/-/ready", "GET") => ("ready", Ok(Response::text(200, "OK"))),
-        ("/-/quit", "PUT" | "POST") if app.lifecycle => {
-            (app.quit)();
-            (
-                "quit",
-                Ok(Response::text(200, "Requesting termination... Goodbye!")),
-            )
-        }
-        ("/-/quit", "PUT" | "POST") => (
+        ("/", "GET") => ("status_page", Box::new(|| status_page(app))),
+        ("/-/healthy", "GET") => ("healthy", text(200, "OK")),
+        ("/-/ready", "GET") => ("ready", text(200, "OK")),
+        ("/-/quit", "PUT" | "POST") if app.lifecycle => (
             "quit",
-            Ok(Response::text(403, "Lifecycle API is not enabled.")),
+            Box::new(|| {
+                (app.quit)();
+                Ok(Response::text(200, "Requesting termination... Goodbye!"))
+            }),
         ),
-        ("/-/quit", _) => (
-            "quit",
-            Ok(Response::text(405, "Only POST or PUT requests allowed.")),
-        ),
+        ("/-/quit", "PUT" | "POST") => ("quit", text(403, "Lifecycle API is not enabled.")),
+        ("/-/quit", _) => ("quit", text(405, "Only POST or PUT requests allowed.")),
         (api_path, "OPTIONS") if api_path.starts_with("/api/v1/") => {
-            ("other", Ok(api::preflight()))
+            ("other", Box::new(|| Ok(api::preflight())))
         }
-        ("/api/v1/status", "GET") => ("status", Ok(api::status(app))),
-        ("/api/v1/metrics", "GET") => ("api_metrics", api::metrics(app)),
+        ("/api/v1/status", "GET") => ("status", Box::new(|| Ok(api::status(app)))),
+        ("/api/v1/metrics", "GET") => ("api_metrics", Box::new(|| api::metrics(app))),
         ("/" | "/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {
             ("other", not_allowed("GET, OPTIONS"))
         }
-        ("/api/v1/admin/wipe", "PUT") if app.admin_api => ("wipe", wipe(app)),
+        ("/api/v1/admin/wipe", "PUT") if app.admin_api => ("wipe", Box::new(|| wipe(app))),
         ("/api/v1/admin/wipe", _) if app.admin_api => ("wipe", not_allowed("OPTIONS, PUT")),
-        _ => ("other", Err(HttpError::NotFound)),
+        _ => ("other", Box::new(|| Err(HttpError::NotFound))),
     }
 }
 
@@ -534,7 +558,9 @@ fn percent_decode(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{App, Limits, Request, Response, handle, is_protobuf, percent_decode};
+    use super::{
+        App, HttpError, Limits, Request, Response, handle, is_protobuf, percent_decode, refuse,
+    };
     use crate::store::{Store, StoreOptions, Wait};
 
     fn options(dir: &std::path::Path) -> StoreOptions {
@@ -890,6 +916,47 @@ mod tests {
             crate::exposition::parse::parse(scrape.as_bytes()).is_ok(),
             "the scrape is valid text format"
         );
+    }
+
+    #[test]
+    fn refusals_before_the_handler_are_counted_under_their_route() {
+        use super::super::limits::{Cap, OverLimit};
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let put = request("PUT", "/metrics/job/j", "");
+        let unauthorized = refuse(&app, &put, HttpError::Unauthorized);
+        assert_eq!(unauthorized.status, 401);
+        assert!(
+            unauthorized
+                .headers
+                .contains(&("www-authenticate", "Basic".into()))
+        );
+        let scrape = request("GET", "/metrics", "");
+        assert_eq!(refuse(&app, &scrape, HttpError::Unauthorized).status, 401);
+        let over = OverLimit {
+            what: "request body".into(),
+            cap: Cap::Body,
+            limit: 10,
+        };
+        assert_eq!(refuse(&app, &put, over.into()).status, 413);
+        let slow = HttpError::BodyTimeout(std::time::Duration::from_secs(1));
+        assert_eq!(refuse(&app, &put, slow).status, 408);
+        assert!(!dir.path().join("j.prom").exists());
+        let scrape = text(&handle(&app, &scrape));
+        for line in [
+            "promdrop_http_requests_total{code=\"401\",route=\"push\"} 1",
+            "promdrop_http_requests_total{code=\"401\",route=\"metrics\"} 1",
+            "promdrop_http_requests_total{code=\"413\",route=\"push\"} 1",
+            "promdrop_http_requests_total{code=\"408\",route=\"push\"} 1",
+            "promdrop_rejected_pushes_total{reason=\"unauthorized\"} 1",
+            "promdrop_rejected_pushes_total{reason=\"limit\"} 1",
+            "promdrop_rejected_pushes_total{reason=\"timeout\"} 1",
+        ] {
+            assert!(
+                scrape.lines().any(|l| l == line),
+                "missing {line:?} in\n{scrape}"
+            );
+        }
     }
 
     #[test]

@@ -327,21 +327,73 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Reads the body (capped), runs the handler on a blocking thread, and
-/// turns its response into hyper's.
+/// Checks the credentials, reads the body (capped), runs the handler, and
+/// turns its response into hyper's. Every answer is counted, refusals
+/// before the handler included.
 async fn answer(
     app: Arc<App>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
+    let mut request = Request {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+    };
+    let response = match read_body(&app, &parts.headers, body).await {
+        Err(refusal) => handlers::refuse(&app, &request, refusal),
+        Ok(body) if request.method == "GET" => {
+            request.body = body;
+            // A read answers from memory, save for files that changed: run
+            // it on this thread, which hands its other tasks to another,
+            // instead of waiting for a blocking-pool thread.
+            tokio::task::block_in_place(|| handlers::handle(&app, &request))
+        }
+        Ok(body) => {
+            request.body = body;
+            tokio::task::spawn_blocking(move || handlers::handle(&app, &request))
+                .await
+                .unwrap_or_else(|_| Response {
+                    status: 500,
+                    headers: Vec::new(),
+                    body: b"internal error\n".to_vec(),
+                })
+        }
+    };
+    let mut builder = hyper::Response::builder().status(response.status);
+    for (name, value) in response.headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder
+        .body(Full::new(Bytes::from(response.body)))
+        .expect("status and headers are valid"))
+}
+
+/// The request's body, once the credentials are checked: read no more than
+/// the cap for the body as sent, and past it refuse without reading the
+/// rest.
+async fn read_body(
+    app: &Arc<App>,
+    headers: &hyper::HeaderMap,
+    body: hyper::body::Incoming,
+) -> Result<Vec<u8>, HttpError> {
     if app.auth.is_some() {
         // bcrypt takes its time on purpose: off the async threads.
-        let header = parts
-            .headers
+        let header = headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let checker = Arc::clone(&app);
+        let checker = Arc::clone(app);
         let allowed = tokio::task::spawn_blocking(move || {
             checker
                 .auth
@@ -351,19 +403,11 @@ async fn answer(
         .await
         .unwrap_or(false);
         if !allowed {
-            return Ok(hyper::Response::builder()
-                .status(401)
-                .header("www-authenticate", "Basic")
-                .header("content-type", "text/plain; charset=utf-8")
-                .body(Full::new(Bytes::from_static(b"Unauthorized\n")))
-                .expect("status and headers are valid"));
+            return Err(HttpError::Unauthorized);
         }
     }
-    // Read no more than the cap for this body as sent; past it, refuse
-    // without reading the rest.
     let gzip = handlers::is_gzip(
-        parts
-            .headers
+        headers
             .get(hyper::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
@@ -376,52 +420,13 @@ async fn answer(
     } else {
         (Cap::Body, app.limits.body, "request body")
     };
-    let body = tokio::time::timeout(app.body_timeout, Limited::new(body, limit).collect()).await;
-    let response = match body {
-        Err(_) => HttpError::BodyTimeout(app.body_timeout).response(),
-        Ok(Err(_)) => HttpError::from(OverLimit {
+    match tokio::time::timeout(app.body_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(HttpError::BodyTimeout(app.body_timeout)),
+        Ok(Err(_)) => Err(HttpError::from(OverLimit {
             what: what.into(),
             cap,
             limit,
-        })
-        .response(),
-        Ok(Ok(collected)) => {
-            let request = Request {
-                method: parts.method.as_str().to_owned(),
-                path: parts.uri.path().to_owned(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                body: collected.to_bytes().to_vec(),
-            };
-            if request.method == "GET" {
-                // A read answers from memory, save for files that changed:
-                // run it on this thread, which hands its other tasks to
-                // another, instead of waiting for a blocking-pool thread.
-                tokio::task::block_in_place(|| handlers::handle(&app, &request))
-            } else {
-                tokio::task::spawn_blocking(move || handlers::handle(&app, &request))
-                    .await
-                    .unwrap_or_else(|_| Response {
-                        status: 500,
-                        headers: Vec::new(),
-                        body: b"internal error\n".to_vec(),
-                    })
-            }
-        }
-    };
-    let mut builder = hyper::Response::builder().status(response.status);
-    for (name, value) in response.headers {
-        builder = builder.header(name, value);
+        })),
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
     }
-    Ok(builder
-        .body(Full::new(Bytes::from(response.body)))
-        .expect("status and headers are valid"))
 }

@@ -139,11 +139,16 @@ except Exception as e:
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let scrape = c(&["--cacert", "ca.crt", "-u", "alice:secret", &metrics]);
-    assert!(
-        String::from_utf8_lossy(&scrape.stderr)
-            .contains("secured_push{instance=\"\",job=\"secure\"} 7"),
-        "{scrape:?}"
-    );
+    let scrape = String::from_utf8_lossy(&scrape.stderr);
+    // Refusals are counted too: three scrapes and one push.
+    for line in [
+        "secured_push{instance=\"\",job=\"secure\"} 7",
+        "promdrop_http_requests_total{code=\"401\",route=\"metrics\"} 3",
+        "promdrop_http_requests_total{code=\"401\",route=\"push\"} 1",
+        "promdrop_rejected_pushes_total{reason=\"unauthorized\"} 1",
+    ] {
+        assert!(scrape.contains(line), "{line} missing:\n{scrape}");
+    }
 }
 
 #[test]

@@ -60,6 +60,26 @@ fn a_zip_bomb_is_refused_with_bounded_memory() {
 }
 
 #[test]
+fn a_body_over_the_cap_is_refused_unread_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), &["--max-body", "100"]);
+    let body = "big_metric 1\n".repeat(20);
+    let (status, answer) =
+        http(server.addr, "PUT", "/metrics/job/big", &[], body.as_bytes()).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("100 bytes"), "{answer}");
+    assert!(!dir.path().join("big.prom").exists());
+    let scrape = server.scrape();
+    for line in [
+        "promdrop_http_requests_total{code=\"413\",route=\"push\"} 1",
+        "promdrop_rejected_pushes_total{reason=\"limit\"} 1",
+    ] {
+        assert!(scrape.contains(line), "{line} missing:\n{scrape}");
+    }
+}
+
+#[test]
 fn two_hundred_slow_connections_do_not_stop_a_normal_client() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path());
