@@ -200,7 +200,11 @@ struct KeyArgs {
     labels: Vec<String>,
 }
 
+/// Each subcommand's arguments are built only when it is the one invoked
+/// (help, completions and man pages build them all): a cron job's `push` or
+/// `run` then does not pay for building `serve`'s dozens of options.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Sub {
     /// Push metrics from stdin to a group, validated and atomically.
     ///
