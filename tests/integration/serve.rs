@@ -335,6 +335,66 @@ fn a_conflict_written_in_place_by_another_tool_is_seen() {
     assert_eq!(put("second", b"# TYPE shared counter\nshared 2\n").0, 200);
 }
 
+#[test]
+fn a_group_file_made_readable_by_a_new_mode_is_served_and_checked() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let mode = |path: &Path, bits| fs::set_permissions(path, fs::Permissions::from_mode(bits));
+    // The server must be unable to read a file its owner can: root reads
+    // anything, so as root the server runs as nobody.
+    let root = crate::util::is_root();
+    if root {
+        mode(d.path(), 0o777).unwrap();
+    }
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["push", "hidden"])
+        .stdin("# TYPE hidden_metric counter\nhidden_metric 1\n")
+        .run()
+        .status(0);
+    let file = d.path().join("hidden.prom");
+    mode(&file, if root { 0o600 } else { 0o000 }).unwrap();
+    // The server builds its index itself, while it cannot read the file.
+    fs::remove_file(d.path().join(".promdrop/index")).unwrap();
+    let server = if root {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg("--dir")
+            .arg(d.path())
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        TestServer::spawn(command)
+    } else {
+        TestServer::start(d.path())
+    };
+    let scrape = server.scrape();
+    assert!(!scrape.contains("hidden_metric"), "{scrape}");
+    assert!(
+        scrape.contains("promdrop_skipped_files{reason=\"unreadable\"} 1"),
+        "{scrape}"
+    );
+    let (status, _) = http(server.addr, "PUT", "/metrics/job/first", &[], b"first 1\n").unwrap();
+    assert_eq!(status, 200);
+    // A new mode changes the ctime only: the next scrape and push see it.
+    mode(&file, 0o644).unwrap();
+    let scrape = server.scrape();
+    assert!(
+        scrape.contains("hidden_metric{instance=\"\",job=\"hidden\"} 1"),
+        "{scrape}"
+    );
+    let (status, body) = http(
+        server.addr,
+        "PUT",
+        "/metrics/job/other",
+        &[],
+        b"# TYPE hidden_metric gauge\nhidden_metric 2\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}
+
 /// The real Pushgateway 1.5.1 on a free loopback port; killed on drop.
 pub struct Pushgateway(Peer);
 
