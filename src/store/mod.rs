@@ -562,6 +562,11 @@ impl Store {
         let mut index = cache
             .take()
             .map_or_else(|| self.load_index(), |(index, _)| index);
+        // The full listing covers whatever the watch holds for the index,
+        // which then never gathers more than one sweep's worth of names.
+        if let Some(watch) = &self.watch {
+            let _ = watch.changed(watch::Reader::Index);
+        }
         index.refresh(&self.dir, self.max_file_size)?;
         index.save(&self.state, self.lock_mode());
         *cache = Some((index, Stamp::now(&self.dir, &self.state)));
@@ -1185,4 +1190,34 @@ fn stale_temp_files(dir: &Path, now: SystemTime) -> Vec<String> {
 /// Whether a live writer holds the lock on this temp file.
 fn held(path: &Path) -> bool {
     files::open_regular(path).is_ok_and(|file| fs2::FileExt::try_lock_exclusive(&file).is_err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch::{Changed, Reader};
+    use super::{Store, StoreOptions, Wait};
+
+    #[test]
+    fn a_flush_takes_what_the_watch_holds_for_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            dir: dir.path().into(),
+            job_label: "job".into(),
+            mode: 0o644,
+            fsync: false,
+            wait: Wait::No,
+        })
+        .unwrap()
+        .keep_index_in_memory();
+        // /tmp may be any filesystem; skip where the watch is not used.
+        let Some(watch) = &store.watch else {
+            return;
+        };
+        std::fs::write(dir.path().join("a.prom"), "a 1\n").unwrap();
+        std::fs::write(dir.path().join("b.prom"), "b 1\n").unwrap();
+        store.flush_index().unwrap();
+        assert!(matches!(watch.changed(Reader::Index), Changed::Names(n) if n.is_empty()));
+        // The listing's reader is left alone.
+        assert!(matches!(watch.changed(Reader::Listing), Changed::Names(n) if n.len() == 2));
+    }
 }
