@@ -60,9 +60,9 @@ struct Entry {
 /// What a file holds, as far as conflicts go.
 #[derive(Debug, Clone)]
 enum Print {
-    /// node_exporter would not read the file (it does not parse), so it can
-    /// conflict with nothing.
-    Unreadable,
+    /// The file does not parse, so node_exporter drops it and it can
+    /// conflict with nothing. (A file that cannot be read gets no entry.)
+    Unparsable,
     /// The families as encoded at this range of [`Index::stored`]: checked
     /// when loaded, not decoded.
     Stored(Range<usize>),
@@ -88,7 +88,7 @@ impl Entry {
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns,
-            print: print.map_or(Print::Unreadable, Print::Decoded),
+            print: print.map_or(Print::Unparsable, Print::Decoded),
         }
     }
 
@@ -259,7 +259,7 @@ impl Index {
         }
         let related = print.related_names();
         let conflicts = |entry: &Entry| match &entry.print {
-            Print::Unreadable => false,
+            Print::Unparsable => false,
             Print::Stored(range) => stored_families(&self.stored[range.clone()])
                 .any(|f| family_conflicts(&related, f.name, f.kind, f.help, f.ids())),
             Print::Decoded(theirs) => theirs.hits(&related),
@@ -460,7 +460,7 @@ fn encode(files: &mut BTreeMap<String, Entry>, stored: &[u8]) -> Vec<u8> {
                 continue;
             }
             // u64::MAX: no fingerprint (the file does not parse).
-            Print::Unreadable => {
+            Print::Unparsable => {
                 put_u64(&mut out, u64::MAX);
                 continue;
             }
@@ -505,7 +505,7 @@ fn decode(bytes: &[u8]) -> Option<BTreeMap<String, Entry>> {
         let start = body.len() - r.0.len();
         let count = r.u64()?;
         let print = if count == u64::MAX {
-            Print::Unreadable
+            Print::Unparsable
         } else {
             for _ in 0..count {
                 next_family(&mut r)?;
@@ -620,7 +620,7 @@ mod tests {
             ino,
             size: 9,
             mtime_ns: -3,
-            print: print.map_or(Print::Unreadable, Print::Decoded),
+            print: print.map_or(Print::Unparsable, Print::Decoded),
         }
     }
 
@@ -650,7 +650,7 @@ mod tests {
             .collect();
         assert_eq!(families, a.families);
         assert_eq!((back["a.prom"].ino, back["a.prom"].mtime_ns), (7, -3));
-        assert!(matches!(back["broken.prom"].print, Print::Unreadable));
+        assert!(matches!(back["broken.prom"].print, Print::Unparsable));
         // Entries left encoded are written back as they were read.
         assert_eq!(encode(&mut back, &bytes), bytes);
         for cut in [0, 8, 20, bytes.len() - 1] {
