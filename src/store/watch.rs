@@ -18,7 +18,10 @@ use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC, statfs};
+use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FsType, TMPFS_MAGIC, statfs};
+
+/// XFS's magic number; nix names it only for glibc.
+const XFS_SUPER_MAGIC: FsType = FsType(0x5846_5342 as _);
 
 /// What changed since a reader last asked [`Watch::changed`].
 #[derive(Debug)]
