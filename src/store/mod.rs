@@ -230,14 +230,18 @@ impl Group {
         expired(self.ttl, self.pushed_at(), now)
     }
 
+    /// The value of `push_failure_time_seconds`; 0 when it never failed.
+    fn failed(&self) -> f64 {
+        self.single_value("push_failure_time_seconds")
+            .unwrap_or(0.0)
+    }
+
     /// Writes the group file: header, then the families.
     fn write(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         let header = Header {
             key: self.key.clone(),
             ttl: self.ttl,
-            failed: self
-                .single_value("push_failure_time_seconds")
-                .unwrap_or(0.0),
+            failed: self.failed(),
         };
         out.write_all(header.render().as_bytes())?;
         render(&self.families, out)
@@ -255,6 +259,15 @@ impl Group {
             families,
         }))
     }
+}
+
+/// What a push keeps of the group it replaces or adds to.
+struct Previous {
+    ttl: Option<Duration>,
+    /// `push_failure_time_seconds`.
+    failed: f64,
+    /// The old families; read only for an add.
+    families: Vec<Family>,
 }
 
 /// A group file's first line: what a replacing push needs of the old file,
@@ -1009,27 +1022,68 @@ impl GroupLock<'_> {
     /// changes nothing.
     pub fn push(
         self,
+        families: Vec<Family>,
+        mode: PushMode,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let previous = match mode {
+            // A replace reads only the old file's first line.
+            PushMode::Replace => self.read_header()?.map(|header| Previous {
+                ttl: header.ttl,
+                failed: header.failed,
+                families: Vec::new(),
+            }),
+            PushMode::Add => self.read()?.map(|group| Previous {
+                ttl: group.ttl,
+                failed: group.failed(),
+                families: group.families,
+            }),
+        };
+        self.push_onto(previous, families, mode, ttl, now)
+    }
+
+    /// [`GroupLock::push`] as a replace, over `old`, the group as
+    /// [`GroupLock::read`] returned it under this lock: the file is not read
+    /// again.
+    pub fn replace_over(
+        self,
+        old: Option<&Group>,
+        families: Vec<Family>,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let previous = old.map(|group| Previous {
+            ttl: group.ttl,
+            failed: group.failed(),
+            families: Vec::new(),
+        });
+        self.push_onto(previous, families, PushMode::Replace, ttl, now)
+    }
+
+    fn push_onto(
+        self,
+        previous: Option<Previous>,
         mut families: Vec<Family>,
         mode: PushMode,
         ttl: Option<Duration>,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        let header = self.read_header()?;
         let job_label = &self.store.options.job_label;
         families.retain(|f| !is_push_metric(f.name()));
         self.key.inject(&mut families, job_label);
         let mut ttl = ttl;
-        if let (PushMode::Add, Some(header)) = (mode, &header) {
-            // Only an add needs the old families; a replace reads one line.
-            let old = self.read()?.map(|g| g.families).unwrap_or_default();
-            let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
-            families
-                .extend(old.into_iter().filter(|f| {
+        let mut failed = 0.0;
+        if let Some(previous) = previous {
+            failed = previous.failed;
+            if mode == PushMode::Add {
+                let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
+                families.extend(previous.families.into_iter().filter(|f| {
                     !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())
                 }));
-            ttl = ttl.or(header.ttl);
+                ttl = ttl.or(previous.ttl);
+            }
         }
-        let failed = header.map_or(0.0, |h| h.failed);
         families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
         families.push(self.push_metric(
             "push_failure_time_seconds",
@@ -1194,21 +1248,71 @@ fn held(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::watch::{Changed, Reader};
-    use super::{Store, StoreOptions, Wait};
+    use std::time::{Duration, SystemTime};
 
-    #[test]
-    fn a_flush_takes_what_the_watch_holds_for_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            dir: dir.path().into(),
+    use super::watch::{Changed, Reader};
+    use super::{Group, PushMode, Store, StoreOptions, Wait};
+    use crate::exposition::parse::parse;
+    use crate::grouping_key::GroupingKey;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(StoreOptions {
+            dir: dir.into(),
             job_label: "job".into(),
             mode: 0o644,
             fsync: false,
             wait: Wait::No,
         })
         .unwrap()
-        .keep_index_in_memory();
+    }
+
+    #[test]
+    fn every_kind_of_push_keeps_the_failure_time_and_an_add_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let key = GroupingKey::of("job", &[]);
+        let now = SystemTime::now();
+        let hour = Some(Duration::from_secs(3600));
+        let families = parse(b"a 1\npush_failure_time_seconds{instance=\"\",job=\"job\"} 5\n");
+        let group = Group {
+            key: key.clone(),
+            ttl: hour,
+            families: families.unwrap(),
+        };
+        store.lock(&key).unwrap().publish(&group).unwrap();
+        let read = || store.lock(&key).unwrap().read().unwrap().unwrap();
+        let names = |g: &Group| -> Vec<String> {
+            let own = g.families.iter().map(|f| f.name().to_owned());
+            own.filter(|n| !n.starts_with("push_")).collect()
+        };
+
+        let lock = store.lock(&key).unwrap();
+        lock.push(parse(b"b 1\n").unwrap(), PushMode::Replace, None, now)
+            .unwrap();
+        let replaced = read();
+        assert_eq!((replaced.failed(), replaced.ttl), (5.0, None));
+        assert_eq!(names(&replaced), ["b"]);
+
+        let lock = store.lock(&key).unwrap();
+        let old = lock.read().unwrap();
+        lock.replace_over(old.as_ref(), parse(b"c 1\n").unwrap(), hour, now)
+            .unwrap();
+        let over = read();
+        assert_eq!((over.failed(), over.ttl), (5.0, hour));
+        assert_eq!(names(&over), ["c"]);
+
+        let lock = store.lock(&key).unwrap();
+        lock.push(parse(b"d 1\n").unwrap(), PushMode::Add, None, now)
+            .unwrap();
+        let added = read();
+        assert_eq!((added.failed(), added.ttl), (5.0, hour));
+        assert_eq!(names(&added), ["c", "d"]);
+    }
+
+    #[test]
+    fn a_flush_takes_what_the_watch_holds_for_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).keep_index_in_memory();
         // /tmp may be any filesystem; skip where the watch is not used.
         let Some(watch) = &store.watch else {
             return;

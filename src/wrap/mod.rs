@@ -24,7 +24,7 @@ use crate::exposition::Family;
 use crate::exposition::parse::parse;
 use crate::exposition::validate::{Source, validate};
 use crate::grouping_key::GroupingKey;
-use crate::store::{PushMode, Store, StoreError, StoreOptions, Wait};
+use crate::store::{Store, StoreError, StoreOptions, Wait};
 
 pub use self::child::Spec;
 use self::metrics::{Ending, Outcome, RunState, is_run_metric};
@@ -177,14 +177,14 @@ impl Recorder {
     ) -> Result<(), StoreError> {
         let lock = self.store.lock(&self.key)?;
         let lock = if durable { lock } else { lock.without_fsync() };
-        let old = lock.read()?.map(|g| g.families).unwrap_or_default();
-        let mut families = change(RunState::read(&old)).families();
+        let old = lock.read()?;
+        let old_families = old.as_ref().map_or(&[][..], |g| &g.families[..]);
+        let mut families = change(RunState::read(old_families)).families();
         let replaced =
             |f: &Family| is_run_metric(f.name()) || own.iter().any(|o| o.name() == f.name());
-        let kept: Vec<Family> = old.into_iter().filter(|f| !replaced(f)).collect();
-        families.extend(kept);
+        families.extend(old_families.iter().filter(|f| !replaced(f)).cloned());
         families.extend(own);
-        lock.push(families, PushMode::Replace, self.ttl, SystemTime::now())
+        lock.replace_over(old.as_ref(), families, self.ttl, SystemTime::now())
     }
 }
 
