@@ -450,6 +450,17 @@ pub struct Store {
     /// A long-lived store's inotify watch on the directory: a listing then
     /// looks again only at the entries that changed.
     watch: Option<watch::Watch>,
+    /// Threads of this process take their turns at the directory lock here,
+    /// each woken as soon as the one before is done, instead of polling
+    /// the lock's `flock`, which then only waits for other processes.
+    dir_turn: std::sync::Mutex<()>,
+}
+
+/// The directory lock, as [`Store::lock_directory`] takes it.
+struct DirectoryLock<'a> {
+    // Fields drop in order: the flock is free before the next thread's turn.
+    _flock: FileLock,
+    _turn: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Store {
@@ -521,6 +532,7 @@ impl Store {
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
                 seen: std::sync::Mutex::default(),
                 watch: None,
+                dir_turn: std::sync::Mutex::new(()),
             },
             meta,
         ))
@@ -558,16 +570,30 @@ impl Store {
         self
     }
 
-    /// Under the directory lock: lists the directory afresh, writes the index
-    /// file, and keeps the result in memory. A server calls this now and then,
-    /// which also bounds how long a change by another tool can go unseen.
-    pub fn flush_index(&self) -> Result<(), StoreError> {
+    /// The short directory-wide lock under which every write makes its final
+    /// cross-file check and renames its file in.
+    fn lock_directory(&self) -> Result<DirectoryLock<'_>, StoreError> {
+        let turn = self
+            .dir_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let wait = self.options.wait;
-        let _lock =
+        let flock =
             FileLock::directory(&self.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
                 key: "(the directory)".into(),
                 waited: waited(wait),
             })?;
+        Ok(DirectoryLock {
+            _flock: flock,
+            _turn: turn,
+        })
+    }
+
+    /// Under the directory lock: lists the directory afresh, writes the index
+    /// file, and keeps the result in memory. A server calls this now and then,
+    /// which also bounds how long a change by another tool can go unseen.
+    pub fn flush_index(&self) -> Result<(), StoreError> {
+        let _lock = self.lock_directory()?;
         let mut cache = self
             .cache
             .lock()
@@ -1120,12 +1146,7 @@ impl GroupLock<'_> {
         let temp_dir = store.state.join("tmp");
         let file = name.as_str();
         let check = move || {
-            let wait = store.options.wait;
-            let lock =
-                FileLock::directory(&store.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
-                    key: "(the directory)".into(),
-                    waited: waited(wait),
-                })?;
+            let lock = store.lock_directory()?;
             let index = store.current_index()?;
             if let Some(limit) = store.max_groups
                 && !index.holds(file)
@@ -1139,7 +1160,7 @@ impl GroupLock<'_> {
             store.check_against_directory(&index, file, &group.families, &print)?;
             Ok((lock, index, print))
         };
-        let record = |(dir_lock, mut index, print): (FileLock, Index, Fingerprint)| {
+        let record = |(dir_lock, mut index, print): (DirectoryLock, Index, Fingerprint)| {
             index.record(&store.dir, file, print);
             if !store.long_lived {
                 index.save(&store.state, store.lock_mode());
@@ -1307,6 +1328,20 @@ mod tests {
         let added = read();
         assert_eq!((added.failed(), added.ttl), (5.0, hour));
         assert_eq!(names(&added), ["c", "d"]);
+    }
+
+    #[test]
+    fn threads_of_one_process_take_turns_at_the_directory_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        // Without waiting: a second holder of the flock would be refused.
+        let store = store(dir.path());
+        let first = store.lock_directory().unwrap();
+        std::thread::scope(|scope| {
+            let second = scope.spawn(|| store.lock_directory().map(drop));
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+            assert!(second.join().unwrap().is_ok());
+        });
     }
 
     #[test]
