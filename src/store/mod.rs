@@ -1098,17 +1098,17 @@ impl GroupLock<'_> {
         let job_label = &self.store.options.job_label;
         families.retain(|f| !is_push_metric(f.name()));
         self.key.inject(&mut families, job_label);
+        let failed = previous.as_ref().map_or(0.0, |p| p.failed);
         let mut ttl = ttl;
-        let mut failed = 0.0;
-        if let Some(previous) = previous {
-            failed = previous.failed;
-            if mode == PushMode::Add {
-                let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
-                families.extend(previous.families.into_iter().filter(|f| {
-                    !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())
-                }));
-                ttl = ttl.or(previous.ttl);
-            }
+        if let (PushMode::Add, Some(previous)) = (mode, previous) {
+            let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
+            families.extend(
+                previous
+                    .families
+                    .into_iter()
+                    .filter(|f| !is_push_metric(f.name()) && !pushed.iter().any(|p| p == f.name())),
+            );
+            ttl = ttl.or(previous.ttl);
         }
         families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
         families.push(self.push_metric(
