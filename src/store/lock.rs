@@ -9,6 +9,7 @@ use std::fs::File;
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::StoreError;
@@ -21,6 +22,45 @@ pub enum Wait {
     No,
     /// Retry until this much time has passed.
     Up(Duration),
+}
+
+/// Turns at a lock for the threads of this process: a thread waits here,
+/// woken as soon as the one before gives its turn back, instead of polling
+/// the lock's `flock`, which then only waits for other processes.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// One thread's turn, given back on drop.
+pub(crate) struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    /// Takes the turn; `None` when `wait` ran out first.
+    pub(crate) fn take(&self, wait: Wait) -> Option<Turn<'_>> {
+        let limit = match wait {
+            Wait::No => Duration::ZERO,
+            Wait::Up(limit) => limit,
+        };
+        let taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut taken, _) = self
+            .freed
+            .wait_timeout_while(taken, limit, |taken| *taken)
+            .unwrap_or_else(PoisonError::into_inner);
+        if *taken {
+            return None;
+        }
+        *taken = true;
+        Some(Turn(self))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.taken.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.freed.notify_one();
+    }
 }
 
 /// An exclusive lock on one file, released on drop.

@@ -37,8 +37,8 @@ use crate::grouping_key::GroupingKey;
 
 use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
 use self::index::{Index, Stamp};
-use self::lock::FileLock;
 pub use self::lock::Wait;
+use self::lock::{FileLock, Turn, Turns};
 pub use self::snapshot::{Rendered, RenderedFamily, Snapshot};
 
 const STATE_DIR: &str = ".promdrop";
@@ -450,17 +450,15 @@ pub struct Store {
     /// A long-lived store's inotify watch on the directory: a listing then
     /// looks again only at the entries that changed.
     watch: Option<watch::Watch>,
-    /// Threads of this process take their turns at the directory lock here,
-    /// each woken as soon as the one before is done, instead of polling
-    /// the lock's `flock`, which then only waits for other processes.
-    dir_turn: std::sync::Mutex<()>,
+    /// This process's threads take turns at the directory lock here.
+    dir_turns: Turns,
 }
 
 /// The directory lock, as [`Store::lock_directory`] takes it.
 struct DirectoryLock<'a> {
     // Fields drop in order: the flock is free before the next thread's turn.
     _flock: FileLock,
-    _turn: std::sync::MutexGuard<'a, ()>,
+    _turn: Turn<'a>,
 }
 
 impl Store {
@@ -532,7 +530,7 @@ impl Store {
                 max_file_size: DEFAULT_MAX_FILE_SIZE,
                 seen: std::sync::Mutex::default(),
                 watch: None,
-                dir_turn: std::sync::Mutex::new(()),
+                dir_turns: Turns::default(),
             },
             meta,
         ))
@@ -573,16 +571,18 @@ impl Store {
     /// The short directory-wide lock under which every write makes its final
     /// cross-file check and renames its file in.
     fn lock_directory(&self) -> Result<DirectoryLock<'_>, StoreError> {
-        let turn = self
-            .dir_turn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let wait = self.options.wait;
-        let flock =
-            FileLock::directory(&self.dir, wait)?.ok_or_else(|| StoreError::LockTimeout {
-                key: "(the directory)".into(),
-                waited: waited(wait),
-            })?;
+        let timeout = || StoreError::LockTimeout {
+            key: "(the directory)".into(),
+            waited: waited(wait),
+        };
+        let start = std::time::Instant::now();
+        let turn = self.dir_turns.take(wait).ok_or_else(timeout)?;
+        let left = match wait {
+            Wait::No => Wait::No,
+            Wait::Up(limit) => Wait::Up(limit.saturating_sub(start.elapsed())),
+        };
+        let flock = FileLock::directory(&self.dir, left)?.ok_or_else(timeout)?;
         Ok(DirectoryLock {
             _flock: flock,
             _turn: turn,
@@ -1272,7 +1272,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::watch::{Changed, Reader};
-    use super::{Group, PushMode, Store, StoreOptions, Wait};
+    use super::{Group, PushMode, Store, StoreError, StoreOptions, Wait};
     use crate::exposition::parse::parse;
     use crate::grouping_key::GroupingKey;
 
@@ -1331,16 +1331,27 @@ mod tests {
     }
 
     #[test]
-    fn threads_of_one_process_take_turns_at_the_directory_lock() {
+    fn threads_of_one_process_take_turns_at_the_directory_lock_within_the_wait() {
         let dir = tempfile::tempdir().unwrap();
-        // Without waiting: a second holder of the flock would be refused.
-        let store = store(dir.path());
+        let mut options = store(dir.path()).options.clone();
+        options.wait = Wait::Up(Duration::from_secs(2));
+        let store = &Store::open(options).unwrap();
         let first = store.lock_directory().unwrap();
         std::thread::scope(|scope| {
-            let second = scope.spawn(|| store.lock_directory().map(drop));
+            // While the first holds it, a second thread gives up when its
+            // wait runs out.
+            let (sent, outcome) = std::sync::mpsc::channel();
+            scope.spawn(move || sent.send(store.lock_directory().map(drop)));
+            let gave_up = outcome.recv_timeout(Duration::from_secs(10));
+            assert!(
+                matches!(gave_up, Ok(Err(StoreError::LockTimeout { .. }))),
+                "{gave_up:?}"
+            );
+            // A third gets its turn once the first lets go.
+            let third = scope.spawn(|| store.lock_directory().map(drop));
             std::thread::sleep(Duration::from_millis(50));
             drop(first);
-            assert!(second.join().unwrap().is_ok());
+            assert!(third.join().unwrap().is_ok());
         });
     }
 
