@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::serve::TestServer;
-use crate::util::{Test, http, http_get, promdrop};
+use crate::util::{http, http_get, promdrop, push};
 
 /// Peak resident memory of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
@@ -255,13 +255,7 @@ fn a_full_disk_fails_pushes_cleanly_and_keeps_what_was_stored() {
         let big = refused_big_push(&server, dir.path(), "No space left on device");
         // The CLI says so and exits 3 (I/O).
         let kept = std::fs::read(dir.path().join("kept.prom")).unwrap();
-        Test::new()
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["push", "kept"])
-            .stdin(big)
-            .run()
-            .status(3);
+        push(dir.path(), &["kept"], big).status(3);
         assert_eq!(std::fs::read(dir.path().join("kept.prom")).unwrap(), kept);
     }
     let dir = tempfile::tempdir().unwrap();

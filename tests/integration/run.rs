@@ -10,7 +10,7 @@ use promdrop::exposition::Value;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Test, peer, promdrop};
+use crate::util::{Test, peer, promdrop, push};
 
 fn run(dir: &Path, args: &[&str]) -> crate::util::Outcome {
     Test::new()
@@ -284,13 +284,7 @@ fn bad_metrics_of_the_command_are_refused_and_the_outcome_still_recorded() {
         ],
     );
     // Metrics that conflict with another group are refused the same way.
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "other"])
-        .stdin("# TYPE shared gauge\nshared 1\n")
-        .run()
-        .status(0);
+    push(d.path(), &["other"], "# TYPE shared gauge\nshared 1\n").status(0);
     let clash = run(
         d.path(),
         &[

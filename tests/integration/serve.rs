@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Peer, Test, http, http_get, peer, promdrop};
+use crate::util::{Peer, Test, http, http_get, peer, promdrop, push};
 
 /// A running `promdrop serve`, killed by pid on drop.
 pub struct TestServer {
@@ -188,13 +188,7 @@ fn files_changed_in_place_or_removed_by_another_tool_are_served_as_they_are_now(
     // A symlink's target changes with no event in the directory.
     let outside = tempfile::tempdir().unwrap();
     let push_outside = |value: &str| {
-        Test::new()
-            .arg("--dir")
-            .arg(outside.path())
-            .args(["push", "linked"])
-            .stdin(format!("l {value}\n"))
-            .run()
-            .status(0);
+        push(outside.path(), &["linked"], format!("l {value}\n")).status(0);
     };
     push_outside("1");
     std::os::unix::fs::symlink(
@@ -219,13 +213,7 @@ fn files_changed_in_place_or_removed_by_another_tool_are_served_as_they_are_now(
 fn the_directory_is_shared_with_the_cli() {
     let d = tempfile::tempdir().unwrap();
     let server = TestServer::start(d.path());
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "from_cli"])
-        .stdin("cli_metric 1\n")
-        .run()
-        .status(0);
+    push(d.path(), &["from_cli"], "cli_metric 1\n").status(0);
     assert!(
         server
             .scrape()
@@ -253,13 +241,7 @@ fn the_directory_is_shared_with_the_cli() {
     );
     // A conflict created behind the server's back, by the CLI, is still
     // seen: the server's index in memory notices the directory changed.
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "cli_typed"])
-        .stdin("# TYPE shared gauge\nshared 1\n")
-        .run()
-        .status(0);
+    push(d.path(), &["cli_typed"], "# TYPE shared gauge\nshared 1\n").status(0);
     let (status, body) = http(
         server.addr,
         "PUT",
@@ -278,23 +260,11 @@ fn the_directory_is_shared_with_the_cli() {
         b"# TYPE other gauge\nother 1\n",
     )
     .unwrap();
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "cli_second"])
-        .stdin("# TYPE other counter\nother 2\n")
-        .run()
-        .status(1);
+    push(d.path(), &["cli_second"], "# TYPE other counter\nother 2\n").status(1);
     fs::remove_file(d.path().join("from_cli.prom")).unwrap();
     assert!(!server.scrape().contains("cli_metric"));
     // Expired groups are never served.
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "brief", "--ttl", "1s"])
-        .stdin("brief_metric 1\n")
-        .run()
-        .status(0);
+    push(d.path(), &["brief", "--ttl", "1s"], "brief_metric 1\n").status(0);
     assert!(server.scrape().contains("brief_metric"));
     std::thread::sleep(Duration::from_millis(1100));
     assert!(!server.scrape().contains("brief_metric"));
@@ -346,13 +316,12 @@ fn a_group_file_made_readable_by_a_new_mode_is_served_and_checked() {
     if root {
         mode(d.path(), 0o777).unwrap();
     }
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "hidden"])
-        .stdin("# TYPE hidden_metric counter\nhidden_metric 1\n")
-        .run()
-        .status(0);
+    push(
+        d.path(),
+        &["hidden"],
+        "# TYPE hidden_metric counter\nhidden_metric 1\n",
+    )
+    .status(0);
     let file = d.path().join("hidden.prom");
     mode(&file, if root { 0o600 } else { 0o000 }).unwrap();
     // The server builds its index itself, while it cannot read the file.
@@ -732,13 +701,7 @@ fn a_fifo_named_like_a_group_blocks_neither_list_nor_scrape() {
         .status()
         .unwrap();
     assert!(made.success());
-    Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "real"])
-        .stdin("m 1\n")
-        .run()
-        .status(0);
+    push(d.path(), &["real"], "m 1\n").status(0);
     let list = Test::new()
         .arg("--dir")
         .arg(d.path())

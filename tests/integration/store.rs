@@ -13,20 +13,10 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, Tmpfs, is_root, peer, promdrop};
+use crate::util::{Rng, Test, Tmpfs, is_root, peer, promdrop, push};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
-}
-
-fn push(dir: &Path, args: &[&str], body: &str) -> crate::util::Outcome {
-    Test::new()
-        .arg("--dir")
-        .arg(dir)
-        .arg("push")
-        .args(args)
-        .stdin(body)
-        .run()
 }
 
 fn read(path: impl AsRef<Path>) -> String {
@@ -588,7 +578,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn failed_writes_leave_the_old_file_byte_identical() {
     let d = dir();
-    push(d.path(), &["keep"], &big_body(1, 4096)).status(0);
+    push(d.path(), &["keep"], big_body(1, 4096)).status(0);
     let before = snapshot(d.path());
     // Invalid input.
     push(d.path(), &["keep"], "keep 1\nkeep 2\n").status(1);
@@ -697,7 +687,7 @@ fn fill_with_every_type(dir: &Path) {
         push(dir, &args, body).status(0);
     }
     for i in 0..40 {
-        push(dir, &[&format!("many{i}")], &format!("# HELP batch_items Items.\n# TYPE batch_items gauge\nbatch_items{{batch=\"{i}\"}} {i}\n")).status(0);
+        push(dir, &[&format!("many{i}")], format!("# HELP batch_items Items.\n# TYPE batch_items gauge\nbatch_items{{batch=\"{i}\"}} {i}\n")).status(0);
     }
 }
 

@@ -82,6 +82,18 @@ impl Test {
 }
 
 /// A `promdrop` command with no `PROMDROP_*` settings from the environment.
+/// `promdrop --dir DIR push ARGS...` with `body` on standard input.
+#[track_caller]
+pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
+    Test::new()
+        .arg("--dir")
+        .arg(dir)
+        .arg("push")
+        .args(args)
+        .stdin(body.as_ref())
+        .run()
+}
+
 pub fn promdrop() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
     for (name, _) in std::env::vars() {
