@@ -593,6 +593,40 @@ proptest! {
     fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse(&bytes);
     }
+
+    /// `set_labels` edits canonical text in place; a map of the labels,
+    /// edited and pushed again, must give the same text.
+    #[test]
+    fn set_labels_agrees_with_editing_a_map(
+        series in prop::collection::vec(prop::collection::btree_map("[a-e]", "[a\"\\\\\n,=]{0,3}", 0..5), 1..4),
+        set in prop::collection::btree_map("[a-f]", "[a\"\\\\\n,=]{0,3}", 0..3),
+        defaults in prop::collection::btree_map("[a-f]", "[a\"\\\\\n,=]{0,3}", 0..3),
+    ) {
+        fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+            pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
+        }
+        let pairs = |map: &std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+            map.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+        };
+        let (set, defaults) = (pairs(&set), pairs(&defaults));
+        let mut edited = Family::new("m", MetricType::Gauge);
+        let mut expected = Family::new("m", MetricType::Gauge);
+        for (i, labels) in (0..).zip(&series) {
+            edited.push(&refs(&pairs(labels)), Value::Single(f64::from(i)));
+            let mut map = labels.clone();
+            for (n, v) in &defaults {
+                if !set.iter().any(|(s, _)| s == n) {
+                    map.entry(n.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            map.extend(set.iter().cloned());
+            expected.push(&refs(&pairs(&map)), Value::Single(f64::from(i)));
+        }
+        expected.canonicalize();
+        edited.set_labels(&refs(&set), &refs(&defaults));
+        let texts = |f: &Family| f.series().map(|s| s.labels.as_text().to_owned()).collect::<Vec<_>>();
+        prop_assert_eq!(texts(&edited), texts(&expected));
+    }
 }
 
 #[test]
