@@ -6,12 +6,12 @@
 //! the temp file is removed, so a crash at any point leaves the old file or
 //! the new one, never a torn one.
 //!
-//! The file a rename replaces, or an unlink removes, is held open across it
-//! and closed later on a thread of its own. On ext4 the last close frees the
-//! file's blocks, and with the `discard` mount option on a filesystem without
-//! a journal it waits for the device to discard them: about 0.15 ms per
-//! replaced file on the machine of BENCHMARKS.md, which the rename, and
-//! whatever lock is held across it, then no longer pays.
+//! In a server, the file a rename replaces, or an unlink removes, is held
+//! open across it and closed later on a thread of its own. On ext4 the last
+//! close frees the file's blocks, and with the `discard` mount option on a
+//! filesystem without a journal it waits for the device to discard them:
+//! about 0.15 ms per replaced file on the machine of BENCHMARKS.md, which
+//! the rename, and the directory lock held across it, then no longer pay.
 
 use std::fs::{self, File, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -32,6 +32,10 @@ pub(crate) struct WriteOptions {
     pub mode: u32,
     /// fsync the file before the rename and the directory after it.
     pub fsync: bool,
+    /// Close the replaced file on the closer thread: for a server, where
+    /// that overlaps its other requests. A one-shot process would wait for
+    /// it at exit anyway, and pay for the thread.
+    pub close_later: bool,
 }
 
 /// Publishes what `write` writes as `dir/name`.
@@ -72,11 +76,11 @@ pub(crate) fn write_atomic<T>(
     }
     let held = before_rename()?;
     let target = dir.join(name);
-    let replaced = hold(&target);
+    let replaced = options.close_later.then(|| hold(&target)).flatten();
     temp.persist(&target)
         .map_err(|e| io("rename into place")(e.error))?;
     after_rename(held);
-    close_later(replaced);
+    close_in_background(replaced);
     if options.fsync {
         sync_dir(dir).map_err(io("fsync the directory after writing"))?;
     }
@@ -84,9 +88,9 @@ pub(crate) fn write_atomic<T>(
 }
 
 /// Opens `path` to hold it across a rename over it or its removal, so that
-/// its last close comes later, in [`close_later`]. `None` when there is no
-/// such file, or it is a symlink (not followed) or unreadable: the rename
-/// or unlink then frees it itself, as it would anyway. `O_NONBLOCK`, so that
+/// its last close comes later, in [`close_in_background`]. `None` when there
+/// is no such file, or it is a symlink (not followed) or unreadable: the
+/// rename or unlink then frees it, as it would anyway. `O_NONBLOCK`, so that
 /// a FIFO in its place does not block the writer.
 fn hold(path: &Path) -> Option<File> {
     fs::OpenOptions::new()
@@ -96,10 +100,10 @@ fn hold(path: &Path) -> Option<File> {
         .ok()
 }
 
-/// Closes a held file on the closer thread, which overlaps freeing it with
-/// the directory fsync, the command a `run` starts, or a server's next
-/// request. The queue is short: a writer waits when the thread falls behind.
-fn close_later(held: Option<File>) {
+/// Closes a held file on the closer thread, where freeing it overlaps the
+/// server's other requests. The queue is short: a writer waits when the
+/// thread falls behind.
+fn close_in_background(held: Option<File>) {
     static CLOSER: OnceLock<Option<SyncSender<File>>> = OnceLock::new();
     let Some(file) = held else { return };
     let closer = CLOSER.get_or_init(|| {
@@ -121,13 +125,19 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Removes `dir/name` and makes that durable; a missing file is no error.
-pub(crate) fn remove(dir: &Path, name: &str, fsync: bool) -> Result<bool, StoreError> {
+/// Removes `dir/name` and makes that durable (`fsync`), closing it on the
+/// closer thread (`close_later`, as for a write); a missing file is no error.
+pub(crate) fn remove(
+    dir: &Path,
+    name: &str,
+    fsync: bool,
+    close_later: bool,
+) -> Result<bool, StoreError> {
     let path = dir.join(name);
-    let removed = hold(&path);
+    let removed = close_later.then(|| hold(&path)).flatten();
     match fs::remove_file(&path) {
         Ok(()) => {
-            close_later(removed);
+            close_in_background(removed);
             if fsync {
                 sync_dir(dir).map_err(|source| {
                     StoreError::io("fsync the directory after removing", path, source)
@@ -175,6 +185,7 @@ mod tests {
         let options = WriteOptions {
             mode: 0o644,
             fsync: true,
+            close_later: true,
         };
         let publish = |text: &'static str| {
             write_atomic(
@@ -190,7 +201,7 @@ mod tests {
         publish("a 1\n").unwrap();
         let reader = File::open(dir.path().join("g.prom")).unwrap();
         publish("a 2\n").unwrap();
-        remove(dir.path(), "g.prom", true).unwrap();
+        remove(dir.path(), "g.prom", true, true).unwrap();
         assert_eq!(std::io::read_to_string(reader).unwrap(), "a 1\n");
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
         assert!(fs::read_dir(temp.path()).unwrap().next().is_none());

@@ -896,7 +896,7 @@ impl Store {
         }
         for dir in [&self.dir, &self.state, &self.state.join("tmp")] {
             for name in stale_temp_files(dir, now) {
-                if dry_run || atomic::remove(dir, &name, false)? {
+                if dry_run || atomic::remove(dir, &name, false, false)? {
                     removed.push(Expired::TempFile(dir.join(&name).display().to_string()));
                 }
             }
@@ -1142,6 +1142,7 @@ impl GroupLock<'_> {
         let options = WriteOptions {
             mode: store.options.mode,
             fsync: self.durable,
+            close_later: store.long_lived,
         };
         let temp_dir = store.state.join("tmp");
         let file = name.as_str();
@@ -1186,6 +1187,7 @@ impl GroupLock<'_> {
             &self.store.dir,
             &self.key.file_name(),
             self.store.options.fsync,
+            self.store.long_lived,
         )
     }
 
