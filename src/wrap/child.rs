@@ -54,8 +54,9 @@ pub struct Finished {
     pub spawn_error: Option<String>,
 }
 
-/// Runs the command to its end.
-pub fn execute(spec: &Spec) -> Finished {
+/// Runs the command to its end. `spawned` runs right after the spawn, while
+/// the command starts (or after it failed to), before the wait.
+pub fn execute(spec: &Spec, spawned: impl FnOnce()) -> Finished {
     // Registered before the spawn, so no signal falls between the two.
     let signals = Signals::register().ok();
     let started = SystemTime::now();
@@ -70,7 +71,10 @@ pub fn execute(spec: &Spec) -> Finished {
     if group {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
     }
-    match command.spawn() {
+    let child = command.spawn();
+    let spawn_ended = SystemTime::now();
+    spawned();
+    match child {
         Err(err) => {
             let (ending, why) = match err.kind() {
                 std::io::ErrorKind::NotFound => (Ending::NotFound, "command not found".to_owned()),
@@ -84,7 +88,7 @@ pub fn execute(spec: &Spec) -> Finished {
                 ending,
                 timed_out: false,
                 started,
-                ended: SystemTime::now(),
+                ended: spawn_ended,
                 spawn_error,
             }
         }

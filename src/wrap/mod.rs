@@ -98,11 +98,19 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
         }
     }
     let started = seconds(SystemTime::now());
-    if let Some(recorder) = &recorder {
-        // The start marker is not fsynced: after a crash the group shows the
-        // previous run instead, and only this run's abandonment is lost.
-        let marked = recorder.record_with(|state| state.started(started), Vec::new(), false);
-        not_recorded(options.strict, marked.err())?;
+    // The start marker is not fsynced: after a crash the group shows the
+    // previous run instead, and only this run's abandonment is lost.
+    let mark = || {
+        recorder.as_ref().map_or(Ok(()), |recorder| {
+            recorder.record_with(|state| state.started(started), Vec::new(), false)
+        })
+    };
+    // The marker is written right after the spawn, while the command starts,
+    // so that the command does not wait for it; with --strict, before the
+    // spawn, so that the command does not start when it cannot be recorded.
+    let mut marked = Ok(());
+    if options.strict {
+        not_recorded(true, mark().err())?;
     }
     let scratch = recorder
         .as_ref()
@@ -112,7 +120,12 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
         let path = OsString::from(scratch.path().as_os_str());
         spec.env.push((METRICS_FILE_ENV.into(), path));
     }
-    let finished = child::execute(&spec);
+    let finished = child::execute(&spec, || {
+        if !options.strict {
+            marked = mark();
+        }
+    });
+    not_recorded(false, marked.err())?;
     if let Some(why) = &finished.spawn_error {
         eprintln!("promdrop: {why}");
     }

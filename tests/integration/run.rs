@@ -444,7 +444,15 @@ fn sigterm_to_promdrop_reaches_the_command_and_the_outcome_is_recorded() {
     );
     let child = spawn_run(d.path(), &["job", "--", "sh", "-c", &script]);
     wait_for(&ready);
-    expect(d.path(), "job", &[("promdrop_run_running", 1.0)]);
+    // The marker is written while the command starts: it may land just after.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while value(d.path(), "job", "promdrop_run_running") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the running marker never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -567,6 +575,38 @@ fn a_recording_failure_warns_unless_strict() {
         !d.path().join("ran").exists(),
         "--strict ran the command although nothing could be recorded"
     );
+}
+
+#[test]
+fn with_strict_a_refused_start_marker_keeps_the_command_from_starting() {
+    let d = tempfile::tempdir().unwrap();
+    // Another file gives the marker's family another type: every write of
+    // the group is refused.
+    fs::write(
+        d.path().join("other.prom"),
+        "# TYPE promdrop_run_running counter\npromdrop_run_running 1\n",
+    )
+    .unwrap();
+    let ran = d.path().join("ran");
+    let ran_path = ran.to_str().unwrap();
+    // Exit 1, as for any refused write.
+    let strict = run(d.path(), &["job", "--strict", "--", "touch", ran_path]).status(1);
+    assert!(
+        strict.stderr.contains("promdrop_run_running"),
+        "{}",
+        strict.stderr
+    );
+    assert!(!ran.exists(), "--strict ran the command unrecorded");
+    let lenient = run(d.path(), &["job", "--", "touch", ran_path]).status(0);
+    assert!(ran.exists());
+    assert!(
+        lenient
+            .stderr
+            .starts_with("promdrop: warning: the run is not recorded"),
+        "{}",
+        lenient.stderr
+    );
+    assert!(!d.path().join("job.prom").exists());
 }
 
 #[test]
