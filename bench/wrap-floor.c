@@ -1,9 +1,10 @@
 /*
  * The least a wrapper that records a command the way `promdrop run` does
- * can cost, for bench/wrap: replace DIR/job.prom with a 3 kB file (create,
- * write, rename over), run the command and wait for it, then replace the
- * file again, this time with fdatasync before the rename and an fsync of
- * the directory after it. No parsing, no locks, no index, no validation.
+ * can cost, for bench/wrap: start the command, replace DIR/job.prom with a
+ * 3 kB file (create, write, rename over) while it starts, wait for it, then
+ * replace the file again, this time with fdatasync before the rename and an
+ * fsync of the directory after it. No parsing, no locks, no index, no
+ * validation.
  *
  * Usage: wrap-floor DIR COMMAND [ARGS...]; exits with the command's status.
  */
@@ -45,13 +46,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: wrap-floor DIR COMMAND [ARGS...]\n");
         return 2;
     }
-    replace(argv[1], 0);
     pid_t child;
     int status;
     if (posix_spawn(&child, argv[2], NULL, NULL, argv + 2, environ) != 0) {
         perror("wrap-floor: spawn");
         return 127;
     }
+    replace(argv[1], 0);
     if (waitpid(child, &status, 0) < 0) {
         perror("wrap-floor: wait");
         return 3;
