@@ -14,12 +14,12 @@
 //! the rename, and the directory lock held across it, then no longer pay.
 
 use std::fs::{self, File, Permissions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use super::StoreError;
+use super::{StoreError, files};
 
 /// Temp files start with this; `expire` sweeps old ones.
 pub(crate) const TEMP_PREFIX: &str = ".promdrop-tmp-";
@@ -88,16 +88,11 @@ pub(crate) fn write_atomic<T>(
 }
 
 /// Opens `path` to hold it across a rename over it or its removal, so that
-/// its last close comes later, in [`close_in_background`]. `None` when there
-/// is no such file, or it is a symlink (not followed) or unreadable: the
-/// rename or unlink then frees it, as it would anyway. `O_NONBLOCK`, so that
-/// a FIFO in its place does not block the writer.
+/// its last close comes later, in [`close_in_background`]. `None` when it is
+/// missing, not a regular file, or a symlink (not followed): the rename or
+/// unlink then frees it, as it would anyway.
 fn hold(path: &Path) -> Option<File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .ok()
+    files::open_state_file(path, false, None).ok()
 }
 
 /// Closes a held file on the closer thread, where freeing it overlaps the
@@ -175,7 +170,7 @@ mod tests {
         // Opening a FIFO for reading without O_NONBLOCK waits for a writer.
         let fifo = dir.path().join("fifo.prom");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert!(hold(&fifo).is_some());
+        assert!(hold(&fifo).is_none());
     }
 
     #[test]

@@ -65,8 +65,9 @@ fn too_large(size: u64, limit: u64) -> io::Error {
     )
 }
 
-/// Opens a file of the state directory, creating it with `mode` if need
-/// be, without following a symlink in its place (which is then an error).
+/// Opens a file promdrop writes (in the state directory, or a group file a
+/// write is about to replace), creating it with `mode` if need be, without
+/// following a symlink in its place (which is then an error).
 pub(crate) fn open_state_file(
     path: &Path,
     write: bool,
