@@ -81,7 +81,6 @@ impl Test {
     }
 }
 
-/// A `promdrop` command with no `PROMDROP_*` settings from the environment.
 /// `promdrop --dir DIR push ARGS...` with `body` on standard input.
 #[track_caller]
 pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
@@ -94,6 +93,7 @@ pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
         .run()
 }
 
+/// A `promdrop` command with no `PROMDROP_*` settings from the environment.
 pub fn promdrop() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
     for (name, _) in std::env::vars() {
