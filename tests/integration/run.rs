@@ -3,9 +3,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use promdrop::exposition::Value;
 use promdrop::exposition::parse::parse;
 
@@ -333,8 +335,8 @@ fn bad_metrics_of_the_command_are_refused_and_the_outcome_still_recorded() {
     Test::new().arg("check").arg(d.path()).run().status(0);
 }
 
-fn spawn_run(dir: &Path, args: &[&str]) -> Child {
-    promdrop()
+fn spawn_run(dir: &Path, args: &[&str]) -> Background {
+    let child = promdrop()
         .arg("--dir")
         .arg(dir)
         .arg("run")
@@ -342,17 +344,58 @@ fn spawn_run(dir: &Path, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Background(Some(child))
+}
+
+/// A `promdrop run` in the background. Dropped while it still runs (a test
+/// failed before waiting for it), it gets SIGTERM, which promdrop forwards
+/// to its command, and is waited for, so that it does not outlive the test.
+struct Background(Option<Child>);
+
+impl Background {
+    fn pid(&self) -> Pid {
+        let child = self
+            .0
+            .as_ref()
+            .expect("a background run is held until waited for");
+        Pid::from_raw(i32::try_from(child.id()).unwrap())
+    }
+
+    /// Waits for the run to end.
+    fn finish(mut self) -> Output {
+        let child = self.0.take().expect("a background run is waited for once");
+        child.wait_with_output().unwrap()
+    }
+
+    /// SIGKILLs promdrop (not its command) and reaps it.
+    fn kill(mut self) {
+        let mut child = self.0.take().expect("a background run is killed once");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            let _ = child.wait();
+        }
+    }
 }
 
 fn wait_for(path: &Path) {
+    wait_until(&path.display().to_string(), || path.exists());
+}
+
+/// Polls `done` until it holds; fails after 20 s, naming `what`.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never appeared");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -375,7 +418,7 @@ fn overlapping_runs_wait_skip_or_fail() {
         &["job", "--overlap", "wait", "--", "sh", "-c", &body],
     );
     for child in [first, second] {
-        assert!(child.wait_with_output().unwrap().status.success());
+        assert!(child.finish().status.success());
     }
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
@@ -420,7 +463,7 @@ fn overlapping_runs_wait_skip_or_fail() {
             ("promdrop_run_running", 1.0),
         ],
     );
-    assert!(holder.wait_with_output().unwrap().status.success());
+    assert!(holder.finish().status.success());
     expect(
         d.path(),
         "job",
@@ -445,17 +488,11 @@ fn sigterm_to_promdrop_reaches_the_command_and_the_outcome_is_recorded() {
     let child = spawn_run(d.path(), &["job", "--", "sh", "-c", &script]);
     wait_for(&ready);
     // The marker is written while the command starts: it may land just after.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while value(d.path(), "job", "promdrop_run_running") != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the running marker never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let output = child.wait_with_output().unwrap();
+    wait_until("the running marker", || {
+        value(d.path(), "job", "promdrop_run_running") == Some(1.0)
+    });
+    kill(child.pid(), Signal::SIGTERM).unwrap();
+    let output = child.finish();
     assert_eq!(
         output.status.code(),
         Some(7),
@@ -482,7 +519,7 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
         "echo $$ > {}.tmp && mv {0}.tmp {0}; sleep 30",
         pid_file.display()
     );
-    let mut promdrop_process = spawn_run(d.path(), &["job", "--", "sh", "-c", &script]);
+    let promdrop_process = spawn_run(d.path(), &["job", "--", "sh", "-c", &script]);
     wait_for(&pid_file);
     // The run's metrics file, past `expire`'s grace for a new file: a live
     // run's is left alone, however old.
@@ -505,17 +542,13 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
     };
     expire();
     assert_eq!(metrics_files().len(), 1, "expire removed a live run's file");
-    promdrop_process.kill().unwrap();
-    promdrop_process.wait().unwrap();
+    promdrop_process.kill();
     let child: i32 = fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
     expect(
         d.path(),
         "job",
