@@ -23,7 +23,8 @@ use super::{Family, Labels, MetricType};
 /// [`parse`](super::parse::parse) returned them.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
-    /// The file name or path shown in messages.
+    /// The file name or path shown in messages; empty for content that is
+    /// no file yet (a push), whose lines are those of its input.
     pub name: &'a str,
     /// The parsed families.
     pub families: &'a [Family],
@@ -308,11 +309,11 @@ fn duplicate(metric: &str, labels: Labels<'_>, other_source: String) -> Violatio
 
 /// `name:line` of an earlier definition, for messages.
 fn place(sources: &[Source<'_>], index: usize, line: u32) -> String {
-    let name = sources[index].name;
-    if line == 0 {
-        name.to_owned()
-    } else {
-        format!("{name}:{line}")
+    match (sources[index].name, line) {
+        ("", 0) => "the input".to_owned(),
+        ("", line) => format!("line {line} of the input"),
+        (name, 0) => name.to_owned(),
+        (name, line) => format!("{name}:{line}"),
     }
 }
 

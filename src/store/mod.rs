@@ -1126,13 +1126,18 @@ impl GroupLock<'_> {
     pub fn publish(self, group: &Group) -> Result<(), StoreError> {
         let store = self.store;
         let name = self.key.file_name();
+        // Unnamed: the lines of pushed series are lines of the push's input,
+        // not of the file, and messages say so.
         let alone = [Source {
-            name: &name,
+            name: "",
             families: &group.families,
         }];
         let problems: Vec<String> = validate(&alone)
             .into_iter()
-            .map(|p| format!("{name}: {}", p.violation))
+            .map(|p| match p.line {
+                0 => format!("{name}: {}", p.violation),
+                line => format!("{name}: line {line} of the input: {}", p.violation),
+            })
             .collect();
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
