@@ -396,6 +396,11 @@ fn validates_like_node_exporter_gathers() {
             "a:2: duplicate series m, where an empty label value counts as absent (also in a:1): node_exporter would drop it"
         ]
     );
+    // The note only explains a pair that differs in its empty values.
+    assert_eq!(
+        problems(&[("a", "m{a=\"\"} 1\nm{a=\"\"} 2\n")]),
+        ["a:2: duplicate series m (also in a:1): node_exporter would drop it"]
+    );
     assert_eq!(
         problems(&[
             ("a", "m{b=\"2\",a=\"1\"} 1\n"),

@@ -157,9 +157,13 @@ struct Validator<'a> {
     sources: &'a [Source<'a>],
     sources_per_name: HashMap<&'a str, usize>,
     first: HashMap<&'a str, FirstSeen<'a>>,
-    series_seen: HashMap<&'a str, HashMap<Cow<'a, str>, (usize, u32)>>,
+    /// Per metric name, each series identity: where it was first seen
+    /// (source, line) and its labels there.
+    series_seen: HashMap<&'a str, HashMap<Cow<'a, str>, SeenSeries<'a>>>,
     problems: Vec<Problem>,
 }
+
+type SeenSeries<'a> = (usize, u32, Labels<'a>);
 
 type Conflict = (Violation, Option<(usize, u32)>);
 
@@ -253,6 +257,7 @@ impl<'a> Validator<'a> {
                     let violation = duplicate(
                         name,
                         pair[1].labels,
+                        pair[0].labels,
                         place(self.sources, index, pair[0].line),
                     );
                     self.report(index, pair[1].line, violation, Some((index, pair[0].line)));
@@ -264,16 +269,17 @@ impl<'a> Validator<'a> {
             let seen = self.series_seen.entry(name).or_default();
             match seen.entry(identity(s.labels)) {
                 Entry::Vacant(e) => {
-                    e.insert((index, s.line));
+                    e.insert((index, s.line, s.labels));
                 }
                 Entry::Occupied(e) => {
-                    let (at, mut at_line) = *e.get();
+                    let (at, mut at_line, at_labels) = *e.get();
                     // Within one file, report the later line of the two.
                     let mut line = s.line;
                     if at == index && at_line > line {
                         std::mem::swap(&mut line, &mut at_line);
                     }
-                    let violation = duplicate(name, s.labels, place(self.sources, at, at_line));
+                    let violation =
+                        duplicate(name, s.labels, at_labels, place(self.sources, at, at_line));
                     self.report(index, line, violation, Some((at, at_line)));
                 }
             }
@@ -288,11 +294,18 @@ struct FirstSeen<'a> {
     line: u32,
 }
 
-fn duplicate(metric: &str, labels: Labels<'_>, other_source: String) -> Violation {
-    let note = if has_empty_value(labels) {
-        ", where an empty label value counts as absent"
-    } else {
+/// A duplicate of `labels`, as `other_labels` at `other_source`; the note
+/// explains a pair that differs only in empty values.
+fn duplicate(
+    metric: &str,
+    labels: Labels<'_>,
+    other_labels: Labels<'_>,
+    other_source: String,
+) -> Violation {
+    let note = if labels == other_labels {
         ""
+    } else {
+        ", where an empty label value counts as absent"
     };
     let labels = identity(labels);
     let series = if labels.is_empty() {
