@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 
-use crate::check;
 use crate::cli::{ExpireMode, ListFormat, PushOptions};
 use crate::duration::{human, timestamp};
 use crate::exit::Exit;
@@ -49,21 +48,7 @@ pub fn push(options: &PushOptions, mut stdin: impl Read) -> Result<Exit> {
         options.ttl,
         SystemTime::now(),
     ) {
-        Err(StoreError::Invalid(problems)) => {
-            // The store checks the group as it would be written, grouping
-            // labels injected, and names the group's file. When the input is
-            // invalid on its own, say so in the input's lines instead, as
-            // `promdrop check` would.
-            let input = [check::Input {
-                name,
-                content: Ok(bytes),
-            }];
-            let own: Vec<String> = check::check(&input)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            refused(if own.is_empty() { &problems } else { &own })
-        }
+        Err(StoreError::Invalid(problems)) => refused(&problems),
         other => other.map(|()| Exit::Success).map_err(Into::into),
     }
 }

@@ -337,40 +337,24 @@ fn exit_codes_are_distinct() {
 }
 
 #[test]
-fn a_refusal_names_the_lines_of_the_input_when_the_input_alone_is_invalid() {
+fn a_refused_push_names_the_lines_of_its_input() {
     let d = dir();
     push(d.path(), &["j"], "m 1\n").status(0);
     let before = fs::read(d.path().join("j.prom")).unwrap();
+    // Two identical lines: no note about empty label values, although the
+    // group carries an injected `instance=""`.
     push(d.path(), &["j"], "m 1\nm 2\n").status(1).stderr(
-        "promdrop: <stdin>:2:1: duplicate series m (also in <stdin>:1): node_exporter would drop it\n\
+        "promdrop: j.prom: line 2 of the input: duplicate series m{job=\"j\"} (also in line 1 of the input): node_exporter would drop it\n\
          promdrop: refused push to group {job=\"j\"}; nothing was changed\n",
     );
-    let file = d.path().join("input.txt");
-    fs::write(&file, "# TYPE m gauge\nm 1\n# TYPE m counter\n").unwrap();
-    let out = Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["push", "j", "--file"])
-        .arg(&file)
-        .run()
-        .status(1);
-    assert!(
-        out.stderr
-            .starts_with(&format!("promdrop: {}:3:", file.display())),
-        "{}",
-        out.stderr
-    );
     // Valid alone, but the grouping label overrides the `job` that told
-    // the two series apart: the group as it would be written is refused,
-    // naming the lines of the input.
-    let merged = push(d.path(), &["j"], "m{job=\"a\"} 1\nm{job=\"b\"} 2\n").status(1);
-    assert!(
-        merged
-            .stderr
-            .starts_with("promdrop: j.prom: line 2 of the input: duplicate series m{job=\"j\"}"),
-        "{}",
-        merged.stderr
-    );
+    // the two series apart.
+    push(d.path(), &["j"], "m{job=\"a\"} 1\nm{job=\"b\"} 2\n")
+        .status(1)
+        .stderr(
+            "promdrop: j.prom: line 2 of the input: duplicate series m{job=\"j\"} (also in line 1 of the input): node_exporter would drop it\n\
+             promdrop: refused push to group {job=\"j\"}; nothing was changed\n",
+        );
     assert_eq!(fs::read(d.path().join("j.prom")).unwrap(), before);
 }
 
