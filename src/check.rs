@@ -17,7 +17,7 @@ use crate::exposition::validate::{Source, validate};
 /// Options of `promdrop check`.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
-    /// Files and directories; empty means standard input.
+    /// Files and directories; `-`, or none at all, means standard input.
     pub paths: Vec<PathBuf>,
     /// Machine-readable output.
     pub json: bool,
@@ -77,22 +77,7 @@ pub fn run(
     stdin: impl Read,
     mut out: impl Write,
 ) -> Result<Exit, CheckError> {
-    let inputs = if options.paths.is_empty() {
-        let mut content = Vec::new();
-        let mut stdin = stdin;
-        stdin
-            .read_to_end(&mut content)
-            .map_err(|source| CheckError::Read {
-                path: "<stdin>".into(),
-                source,
-            })?;
-        vec![Input {
-            name: "<stdin>".into(),
-            content: Ok(content),
-        }]
-    } else {
-        collect(&options.paths)?
-    };
+    let inputs = collect(&options.paths, stdin)?;
     let findings = check(&inputs);
     if options.json {
         let report = serde_json::json!({
@@ -115,15 +100,34 @@ pub fn run(
     })
 }
 
-/// Expands the command-line paths into inputs, in node_exporter's order.
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<Input>, CheckError> {
+/// Expands the command-line paths into inputs, in node_exporter's order;
+/// `-`, or no path at all, is standard input.
+pub fn collect(paths: &[PathBuf], stdin: impl Read) -> Result<Vec<Input>, CheckError> {
+    let stdin_only = [PathBuf::from("-")];
+    let paths = if paths.is_empty() { &stdin_only } else { paths };
+    let mut stdin = Some(stdin);
     let mut inputs = Vec::new();
     for path in paths {
         let read_err = |source| CheckError::Read {
             path: path.clone(),
             source,
         };
-        if fs::metadata(path).map_err(read_err)?.is_dir() {
+        if path.as_os_str() == "-" {
+            // Read once; a second `-` would only repeat it.
+            if let Some(mut stdin) = stdin.take() {
+                let mut content = Vec::new();
+                stdin
+                    .read_to_end(&mut content)
+                    .map_err(|source| CheckError::Read {
+                        path: "<stdin>".into(),
+                        source,
+                    })?;
+                inputs.push(Input {
+                    name: "<stdin>".into(),
+                    content: Ok(content),
+                });
+            }
+        } else if fs::metadata(path).map_err(read_err)?.is_dir() {
             let mut names: Vec<_> = fs::read_dir(path)
                 .map_err(read_err)?
                 .filter_map(Result::ok)

@@ -223,7 +223,7 @@ enum Sub {
         /// Remove the group this long after the push (`promdrop expire`).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
-        /// Read this file instead of standard input.
+        /// Read this file instead of standard input (`-` is standard input).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
     },
@@ -309,7 +309,7 @@ enum Sub {
     ///
     /// Example: promdrop check /var/lib/prometheus/node-exporter
     Check {
-        /// Files or directories to check together; standard input if none.
+        /// Files or directories to check together; `-`, or none, is standard input.
         paths: Vec<PathBuf>,
         /// Print a JSON report instead of lines.
         #[arg(long)]
@@ -379,7 +379,7 @@ fn from_args(args: Args) -> Result<Command, String> {
                 PushMode::Replace
             },
             ttl,
-            file,
+            file: file.filter(|path| path.as_os_str() != "-"),
         }),
         Sub::Delete { key: k } => Command::Delete(store, key(k)?),
         Sub::Show { key: k } => Command::Show(store, key(k)?),

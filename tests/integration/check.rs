@@ -62,6 +62,24 @@ fn files_are_checked_together() {
 }
 
 #[test]
+fn a_dash_is_standard_input_checked_with_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.prom");
+    fs::write(&a, "m{x=\"1\"} 1\n").unwrap();
+    Test::new()
+        .arg("check")
+        .arg(&a)
+        .arg("-")
+        .stdin("m{x=\"1\"} 2\n")
+        .run()
+        .status(1)
+        .stdout(&format!(
+            "<stdin>:1:1: duplicate series m{{x=\"1\"}} (also in {}:1): node_exporter would drop it\n",
+            a.display()
+        ));
+}
+
+#[test]
 fn json_report() {
     let outcome = Test::new()
         .args(["check", "--json"])

@@ -111,6 +111,13 @@ fn replace_and_add_follow_the_pushgateway() {
 }
 
 #[test]
+fn file_dash_is_standard_input() {
+    let d = dir();
+    push(d.path(), &["j", "--file", "-"], "m 1\n").status(0);
+    assert!(read(d.path().join("j.prom")).contains("\nm{instance=\"\",job=\"j\"} 1\n"));
+}
+
+#[test]
 fn job_label_option_avoids_exported_job() {
     let d = dir();
     Test::new()
