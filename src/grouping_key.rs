@@ -197,6 +197,14 @@ pub enum UrlKeyError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `%` in a path segment without two hex digits after it.
+    #[error(
+        "invalid URL escape in path segment {0:?}: a '%' must be followed by two hexadecimal digits"
+    )]
+    Escape(String),
+    /// A path segment that is not UTF-8 once percent-decoded.
+    #[error("path segment {0:?} is not valid UTF-8 once percent-decoded")]
+    NotUtf8(String),
     /// A label value's base64 does not decode.
     #[error("invalid base64 encoding for label {name}={value:?}: {reason}")]
     ValueBase64 {
@@ -224,6 +232,10 @@ impl GroupingKey {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        if job.is_empty() {
+            // An empty segment matches no route, `job` or `job@base64`.
+            return Err(UrlKeyError::NoRoute);
+        }
         let job = match route {
             "job" => job.to_owned(),
             "job@base64" => decode_base64(job).map_err(|reason| UrlKeyError::JobBase64 {
@@ -232,10 +244,6 @@ impl GroupingKey {
             })?,
             _ => return Err(UrlKeyError::NoRoute),
         };
-        if job.is_empty() && route == "job" {
-            // An empty literal segment matches no route.
-            return Err(UrlKeyError::NoRoute);
-        }
         let mut map = BTreeMap::new();
         if labels.len() > 1 {
             let components: Vec<&str> = labels.split('/').collect();

@@ -77,9 +77,10 @@ pub enum ProtobufError {
 
 /// Decodes a delimited stream: each message is preceded by its length as a
 /// varint, until the end of the body. As in the Pushgateway, a later family
-/// with the same name replaces an earlier one. A family left without
-/// metrics is dropped, as the text parser drops a TYPE line without
-/// samples. Families come back sorted.
+/// with the same name replaces an earlier one. A family without metrics
+/// comes back empty, which text cannot say: as in the Pushgateway, pushed
+/// with POST it removes the stored family of its name. Families come back
+/// sorted.
 pub fn decode(mut body: &[u8]) -> Result<Vec<Family>, ProtobufError> {
     let mut families: Vec<Family> = Vec::new();
     let mut index = 0;
@@ -91,14 +92,17 @@ pub fn decode(mut body: &[u8]) -> Result<Vec<Family>, ProtobufError> {
         families.retain(|f| f.name() != family.name());
         families.push(family);
     }
-    families.retain(|f| !f.is_empty());
-    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let (empty, families): (Vec<Family>, Vec<Family>) =
+        families.into_iter().partition(Family::is_empty);
     // Protobuf can carry what the text format cannot (a NaN quantile, say),
     // and promdrop stores text: hold pushed families to exactly the text
     // parser's rules by passing them through it.
     let text = crate::exposition::render::to_string(&families);
-    crate::exposition::parse::parse(text.as_bytes())
-        .map_err(|e| ProtobufError::NotText(e.kind.to_string()))
+    let mut families = crate::exposition::parse::parse(text.as_bytes())
+        .map_err(|e| ProtobufError::NotText(e.kind.to_string()))?;
+    families.extend(empty);
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(families)
 }
 
 fn convert(message: MetricFamily, index: usize) -> Result<Family, ProtobufError> {
@@ -538,10 +542,11 @@ mod tests {
     }
 
     #[test]
-    fn a_family_without_metrics_is_dropped_as_in_text() {
-        // Found by the protobuf fuzz target: it rendered to nothing.
+    fn a_family_without_metrics_comes_back_empty() {
         let families = decode(&body(&[family("empty", 2, vec![])])).unwrap();
-        assert!(families.is_empty(), "{families:?}");
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].name(), "empty");
+        assert!(families[0].is_empty());
     }
 
     #[test]

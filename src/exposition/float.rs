@@ -133,7 +133,8 @@ fn is_decimal(token: &[u8]) -> bool {
 /// `-Inf`, `-0`, `123456`, `1.2345675e+06`, `1e-05`.
 ///
 /// This is the spelling node_exporter and the Pushgateway emit, so files and
-/// scrapes written by promdrop diff cleanly against theirs.
+/// scrapes written by promdrop diff cleanly against theirs; their text
+/// format only writes a negative zero as `0`, which `render` does too.
 pub fn write(out: &mut String, value: f64) {
     use std::fmt::Write as _;
     if value.is_nan() {

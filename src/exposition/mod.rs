@@ -95,10 +95,10 @@ pub struct Distribution {
     pub count: Option<f64>,
 }
 
-/// Float equality for the model: NaN equals NaN, and `-0` differs from `0`,
-/// because both spellings survive a round trip.
+/// Float equality for the model: NaN equals NaN, and `-0` equals `0`, which
+/// the text format writes alike.
 fn same_float(a: f64, b: f64) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    a == b || (a.is_nan() && b.is_nan())
 }
 
 fn same_option(a: Option<f64>, b: Option<f64>) -> bool {
@@ -384,19 +384,19 @@ impl Family {
         }
     }
 
-    /// Gives every histogram series that has a `_count` but no `+Inf`
-    /// bucket that bucket, equal to the count, as node_exporter and the
-    /// Pushgateway do when they serve one.
-    pub fn complete_histograms(&mut self) {
-        if self.kind != MetricType::Histogram {
-            return;
-        }
+    /// Fills in what a summary or histogram series left out, as
+    /// node_exporter and the Pushgateway serve it (Go's text encoder): a
+    /// missing `_sum` or `_count` is 0, and a histogram without a `+Inf`
+    /// bucket gets one equal to its count.
+    pub fn complete_distributions(&mut self) {
+        let histogram = self.kind == MetricType::Histogram;
         for s in &mut self.series {
-            if let Value::Distribution(d) = &mut s.value
-                && let Some(count) = d.count
-                && !d.points.iter().any(|(bound, _)| *bound == f64::INFINITY)
-            {
-                d.points.push((f64::INFINITY, count));
+            if let Value::Distribution(d) = &mut s.value {
+                let count = *d.count.get_or_insert(0.0);
+                d.sum.get_or_insert(0.0);
+                if histogram && !d.points.iter().any(|(bound, _)| *bound == f64::INFINITY) {
+                    d.points.push((f64::INFINITY, count));
+                }
             }
         }
     }

@@ -105,14 +105,24 @@ fn line(
             }
             buf.push_str(label);
             buf.push_str("=\"");
-            float::write(buf, at);
+            number(buf, at);
             buf.push('"');
         }
         buf.push('}');
     }
     buf.push(' ');
-    float::write(buf, value);
+    number(buf, value);
     buf.push('\n');
+}
+
+/// A value or bound as Go's text encoder writes it: [`float::write`], but a
+/// negative zero is `0`, as node_exporter and the Pushgateway print it.
+fn number(buf: &mut String, value: f64) {
+    if value == 0.0 {
+        buf.push('0');
+    } else {
+        float::write(buf, value);
+    }
 }
 
 /// HELP escaping as node_exporter 1.5.0 reads it: `\` and newline only.

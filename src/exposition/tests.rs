@@ -51,6 +51,11 @@ fn accepts_the_go_parser_syntax() {
     );
     // A '-' or '.' ends the name, and Go then reads the rest as the value.
     accepts("m-1\n", "# TYPE m untyped\nm -1\n");
+    // Go's text encoder writes a negative zero as 0, in values and bounds.
+    accepts(
+        "m -0\n# TYPE h histogram\nh_bucket{le=\"-0\"} 0\n",
+        "# TYPE h histogram\nh_bucket{le=\"0\"} 0\n# TYPE m untyped\nm 0\n",
+    );
     accepts(
         "a 1\nb 2\na{x=\"2\"} 3\n",
         "# TYPE a untyped\na 1\na{x=\"2\"} 3\n# TYPE b untyped\nb 2\n",
@@ -98,7 +103,7 @@ fn accepts_go_float_spellings() {
         ("5.", "5"),
         ("+5", "5"),
         ("007", "7"),
-        ("-0", "-0"),
+        ("-0", "0"),
         ("1e-400", "0"),
         ("1e6", "1e+06"),
         ("9007199254740993", "9.007199254740992e+15"),
@@ -654,7 +659,7 @@ fn model_helpers() {
         Some("text ")
     );
     assert_eq!(Value::Single(f64::NAN), Value::Single(f64::NAN));
-    assert_ne!(Value::Single(0.0), Value::Single(-0.0));
+    assert_eq!(Value::Single(0.0), Value::Single(-0.0));
     f.set_labels(
         &[("b", "new\"q"), ("z", "2")],
         &[("a", "ignored"), ("c", "")],

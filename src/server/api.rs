@@ -124,7 +124,6 @@ fn envelope(data: &Json) -> Response {
 
 fn with_cors(mut response: Response) -> Response {
     response.headers.extend([
-        ("content-type", "application/json".to_owned()),
         (
             "access-control-allow-headers",
             "Accept, Authorization, Content-Type, Origin".to_owned(),

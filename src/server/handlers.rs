@@ -64,8 +64,15 @@ impl Response {
         }
     }
 
+    /// An error message, as Go's `http.Error` writes it: plain text and a
+    /// newline.
     pub(super) fn text(status: u16, body: &str) -> Self {
-        let mut response = Self::new(status, format!("{body}\n"));
+        Self::plain(status, format!("{body}\n"))
+    }
+
+    /// A plain-text body, as it is.
+    fn plain(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        let mut response = Self::new(status, body);
         response
             .headers
             .push(("content-type", "text/plain; charset=utf-8".into()));
@@ -242,18 +249,47 @@ type Handler<'a> = Box<dyn FnOnce() -> Result<Response, HttpError> + 'a>;
 /// The route a request is for (the `route` label of the request counts),
 /// and its handler.
 fn route<'a>(app: &'a App, request: &'a Request) -> (&'static str, Handler<'a>) {
-    let decoded = percent_decode(&request.path);
+    let method = request.method.as_str();
+    let decoded = match percent_decode(&request.path) {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            let is_key = request
+                .path
+                .strip_prefix(app.prefix.as_str())
+                .is_some_and(|p| p.starts_with("/metrics/"));
+            let route = match method {
+                "PUT" | "POST" if is_key => "push",
+                "DELETE" if is_key => "delete",
+                _ => "other",
+            };
+            return (route, Box::new(move || Err(HttpError::BadKey(err))));
+        }
+    };
     let Some(path) = decoded
         .strip_prefix(app.prefix.as_str())
         .filter(|p| p.starts_with('/'))
     else {
         return ("other", Box::new(|| Err(HttpError::NotFound)));
     };
-    let method = request.method.as_str();
-    let not_allowed =
-        |allow| -> Handler<'a> { Box::new(move || Err(HttpError::MethodNotAllowed(allow))) };
-    let text = |status, body| -> Handler<'a> { Box::new(move || Ok(Response::text(status, body))) };
+    // Like the Pushgateway's router: OPTIONS on a route answers which
+    // methods it takes, any other method it does not take gets 405.
+    let only = |allow| -> Handler<'a> {
+        if method == "OPTIONS" {
+            Box::new(move || {
+                let mut response = Response::new(200, Vec::new());
+                response.headers.push(("allow", String::from(allow)));
+                Ok(response)
+            })
+        } else {
+            Box::new(move || Err(HttpError::MethodNotAllowed(allow)))
+        }
+    };
+    let text =
+        |status, body| -> Handler<'a> { Box::new(move || Ok(Response::plain(status, body))) };
     if let Some(key_path) = path.strip_prefix("/metrics/") {
+        if let Err(UrlKeyError::NoRoute) = GroupingKey::from_url_path(key_path) {
+            return ("other", Box::new(|| Err(HttpError::NotFound)));
+        }
         let key_path = key_path.to_owned();
         return match method {
             "PUT" => (
@@ -265,14 +301,14 @@ fn route<'a>(app: &'a App, request: &'a Request) -> (&'static str, Handler<'a>) 
                 Box::new(move || push(app, &key_path, PushMode::Add, request)),
             ),
             "DELETE" => ("delete", Box::new(move || delete(app, &key_path))),
-            _ => ("push", not_allowed("DELETE, OPTIONS, POST, PUT")),
+            _ => ("push", only("DELETE, OPTIONS, POST, PUT")),
         };
     }
     if path == app.telemetry_path {
         return if method == "GET" {
             ("metrics", Box::new(|| scrape(app, request)))
         } else {
-            ("metrics", not_allowed("GET, OPTIONS"))
+            ("metrics", only("GET, OPTIONS"))
         };
     }
     match (path, method) {
@@ -283,10 +319,11 @@ fn route<'a>(app: &'a App, request: &'a Request) -> (&'static str, Handler<'a>) 
             "quit",
             Box::new(|| {
                 (app.quit)();
-                Ok(Response::text(200, "Requesting termination... Goodbye!"))
+                Ok(Response::plain(200, "Requesting termination... Goodbye!"))
             }),
         ),
         ("/-/quit", "PUT" | "POST") => ("quit", text(403, "Lifecycle API is not enabled.")),
+        ("/-/quit", "OPTIONS") => ("quit", only("GET, OPTIONS, POST, PUT")),
         ("/-/quit", _) => ("quit", text(405, "Only POST or PUT requests allowed.")),
         (api_path, "OPTIONS") if api_path.starts_with("/api/v1/") => {
             ("other", Box::new(|| Ok(api::preflight())))
@@ -294,10 +331,10 @@ fn route<'a>(app: &'a App, request: &'a Request) -> (&'static str, Handler<'a>) 
         ("/api/v1/status", "GET") => ("status", Box::new(|| Ok(api::status(app)))),
         ("/api/v1/metrics", "GET") => ("api_metrics", Box::new(|| api::metrics(app))),
         ("/" | "/-/healthy" | "/-/ready" | "/api/v1/status" | "/api/v1/metrics", _) => {
-            ("other", not_allowed("GET, OPTIONS"))
+            ("other", only("GET, OPTIONS"))
         }
         ("/api/v1/admin/wipe", "PUT") if app.admin_api => ("wipe", Box::new(|| wipe(app))),
-        ("/api/v1/admin/wipe", _) if app.admin_api => ("wipe", not_allowed("OPTIONS, PUT")),
+        ("/api/v1/admin/wipe", _) if app.admin_api => ("wipe", only("OPTIONS, PUT")),
         _ => ("other", Box::new(|| Err(HttpError::NotFound))),
     }
 }
@@ -534,32 +571,46 @@ fn is_protobuf(content_type: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes; a `%2F` becomes a separator, as in the Pushgateway.
-fn percent_decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).and_then(|b| hex(*b)),
-                bytes.get(i + 2).and_then(|b| hex(*b)),
-            )
-        {
-            out.push(u8::try_from(hi * 16 + lo).expect("two hex digits make a byte"));
-            i += 3;
+/// As there (Go's URL parser), a `%` without two hex digits after it is
+/// refused, and so is a segment that is not UTF-8 once decoded: replacing
+/// its bytes would map different keys to one group.
+fn percent_decode(path: &str) -> Result<String, UrlKeyError> {
+    let mut decoded = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            decoded.push('/');
+        }
+        if !segment.contains('%') {
+            decoded.push_str(segment);
             continue;
         }
-        out.push(bytes[i]);
-        i += 1;
+        let bytes = segment.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut j = 0;
+        while j < bytes.len() {
+            if bytes[j] != b'%' {
+                out.push(bytes[j]);
+                j += 1;
+                continue;
+            }
+            let hex = |k: usize| bytes.get(k).and_then(|b| char::from(*b).to_digit(16));
+            let (Some(hi), Some(lo)) = (hex(j + 1), hex(j + 2)) else {
+                return Err(UrlKeyError::Escape(segment.into()));
+            };
+            out.push(u8::try_from(hi * 16 + lo).expect("two hex digits make a byte"));
+            j += 3;
+        }
+        let text = String::from_utf8(out).map_err(|_| UrlKeyError::NotUtf8(segment.into()))?;
+        decoded.push_str(&text);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(decoded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::{
-        App, HttpError, Limits, Request, Response, handle, is_protobuf, percent_decode, refuse,
+        App, HttpError, Limits, Request, Response, UrlKeyError, handle, is_protobuf,
+        percent_decode, refuse,
     };
     use crate::store::{Store, StoreOptions, Wait};
 
@@ -690,7 +741,27 @@ mod tests {
             (
                 request("PUT", "/metrics/jobs/j", "m 1\n"),
                 404,
-                "not a grouping key path",
+                "404 page not found",
+            ),
+            (
+                request("GET", "/metrics/job/", ""),
+                404,
+                "404 page not found",
+            ),
+            (
+                request("PUT", "/metrics/job@base64/", "m 1\n"),
+                404,
+                "404 page not found",
+            ),
+            (
+                request("PUT", "/metrics/job/a%zz", "m 1\n"),
+                400,
+                "invalid URL escape in path segment \"a%zz\"",
+            ),
+            (
+                request("PUT", "/metrics/job/a/x/%FF", "m 1\n"),
+                400,
+                "path segment \"%FF\" is not valid UTF-8 once percent-decoded",
             ),
         ];
         for (req, status, message) in cases {
@@ -858,10 +929,19 @@ mod tests {
         ));
         assert!(!is_protobuf("text/plain; version=0.0.4"));
         assert_eq!(
-            percent_decode("/metrics/job/a%2Fb/x/%CE%A0"),
+            percent_decode("/metrics/job/a%2Fb/x/%CE%A0").unwrap(),
             "/metrics/job/a/b/x/Π"
         );
-        assert_eq!(percent_decode("/a%zz%4"), "/a%zz%4");
+        for (path, segment) in [("/a%zz", "a%zz"), ("/b/x%4", "x%4"), ("/c/%", "%")] {
+            assert_eq!(
+                percent_decode(path),
+                Err(UrlKeyError::Escape(segment.into()))
+            );
+        }
+        assert_eq!(
+            percent_decode("/metrics/job/a/x/%FF"),
+            Err(UrlKeyError::NotUtf8("%FF".into()))
+        );
     }
 
     #[test]
@@ -980,16 +1060,23 @@ mod tests {
         );
         assert_eq!(handle(&app, &request("GET", "/pg/prom", "")).status, 200);
         assert_eq!(handle(&app, &request("GET", "/pg/metrics", "")).status, 404);
-        assert_eq!(
-            handle(&app, &request("GET", "/pg/-/healthy", "")).status,
-            200
-        );
+        let healthy = handle(&app, &request("GET", "/pg/-/healthy", ""));
+        assert_eq!((healthy.status, text(&healthy)), (200, "OK".into()));
         let denied = handle(&app, &request("PUT", "/pg/-/quit", ""));
         assert_eq!(
             (denied.status, text(&denied)),
-            (403, "Lifecycle API is not enabled.\n".into())
+            (403, "Lifecycle API is not enabled.".into())
         );
         assert_eq!(handle(&app, &request("GET", "/pg/-/quit", "")).status, 405);
+        let options = handle(&app, &request("OPTIONS", "/pg/-/quit", ""));
+        assert_eq!(
+            (options.status, options.headers.clone(), text(&options)),
+            (
+                200,
+                vec![("allow", "GET, OPTIONS, POST, PUT".to_owned())],
+                String::new()
+            )
+        );
         assert_eq!(
             handle(&app, &request("PUT", "/pg/api/v1/admin/wipe", "")).status,
             404
@@ -999,7 +1086,7 @@ mod tests {
         let quit = handle(&app, &request("POST", "/pg/-/quit", ""));
         assert_eq!(
             (quit.status, text(&quit)),
-            (200, "Requesting termination... Goodbye!\n".into())
+            (200, "Requesting termination... Goodbye!".into())
         );
         assert_eq!(quits.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(

@@ -66,9 +66,9 @@ pub struct RenderedFamily<'a> {
 }
 
 impl Rendered {
-    /// Renders `families`, in their order. A histogram series with a
-    /// `_count` but no `+Inf` bucket gets that bucket, as node_exporter and
-    /// the Pushgateway serve it.
+    /// Renders `families`, in their order, summaries and histograms
+    /// completed as node_exporter and the Pushgateway serve them
+    /// ([`Family::complete_distributions`]).
     ///
     /// # Panics
     ///
@@ -80,7 +80,7 @@ impl Rendered {
             if family.is_empty() {
                 continue;
             }
-            family.complete_histograms();
+            family.complete_distributions();
             family.canonicalize();
             let start = text.len();
             render(std::slice::from_ref(&family), &mut text)

@@ -295,6 +295,20 @@ fn cases() -> Vec<Case> {
                 "# TYPE c counter\nc 1\n# TYPE g gauge\ng -2.5\nu NaN\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
             )],
         ),
+        case(
+            "a summary and histograms without their sum, count or +Inf bucket",
+            vec![put(
+                "/metrics/job/a",
+                "# TYPE s summary\ns{quantile=\"0.5\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 2\n# TYPE i histogram\ni_bucket{le=\"1\"} 1\ni_count 3\n",
+            )],
+        ),
+        case(
+            "special values, and a negative zero",
+            vec![put(
+                "/metrics/job/a",
+                "m{x=\"a\"} -0\nm{x=\"b\"} +Inf\nm{x=\"c\"} -Inf\nm{x=\"d\"} 1e-05\nm{x=\"e\"} 1234567\n",
+            )],
+        ),
         // Timestamps.
         Case {
             name: "a timestamp refused for a new group",
@@ -503,6 +517,22 @@ fn cases() -> Vec<Case> {
                 step
             }],
         ),
+        case(
+            "protobuf POST of a family without metrics removes the stored one",
+            vec![
+                put("/metrics/job/a", "m 1\nn 2\n"),
+                Step {
+                    method: "POST",
+                    ..proto_put(
+                        "/metrics/job/a",
+                        &[MetricFamily {
+                            metric: Vec::new(),
+                            ..gauge_family("m", 0.0, None)
+                        }],
+                    )
+                },
+            ],
+        ),
         Case {
             name: "protobuf with a timestamp",
             steps: vec![proto_put(
@@ -528,6 +558,36 @@ fn cases() -> Vec<Case> {
         ),
         case("quit without the lifecycle API", vec![put("/-/quit", "")]),
         case("GET quit", vec![get("/-/quit")]),
+        case(
+            "GET on a push path that is not job",
+            vec![get("/metrics/jobs/a")],
+        ),
+        case(
+            "GET on a push path without a job",
+            vec![get("/metrics/job/")],
+        ),
+        case(
+            "an empty job in base64",
+            vec![put("/metrics/job@base64/", "m 1\n")],
+        ),
+        case(
+            "a malformed percent escape",
+            vec![put("/metrics/job/a%zz", "m 1\n")],
+        ),
+        case(
+            "OPTIONS on a push path",
+            vec![Step {
+                method: "OPTIONS",
+                ..get("/metrics/job/a")
+            }],
+        ),
+        case(
+            "OPTIONS on the scrape path",
+            vec![Step {
+                method: "OPTIONS",
+                ..get("/metrics")
+            }],
+        ),
         case(
             "OPTIONS on the API",
             vec![Step {

@@ -449,7 +449,7 @@ fn quit_and_sigterm_stop_the_server_cleanly() {
     let (status, body) = http(server.addr, "PUT", "/-/quit", &[], b"").unwrap();
     assert_eq!(
         (status, String::from_utf8_lossy(&body).as_ref()),
-        (200, "Requesting termination... Goodbye!\n")
+        (200, "Requesting termination... Goodbye!")
     );
     assert!(server.child.wait().unwrap().success());
     let mut server = TestServer::start(d.path());
