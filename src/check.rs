@@ -115,13 +115,10 @@ pub fn collect(paths: &[PathBuf], stdin: impl Read) -> Result<Vec<Input>, CheckE
         if path.as_os_str() == "-" {
             // Read once; a second `-` would only repeat it.
             if let Some(mut stdin) = stdin.take() {
-                let mut content = Vec::new();
-                stdin
-                    .read_to_end(&mut content)
-                    .map_err(|source| CheckError::Read {
-                        path: "<stdin>".into(),
-                        source,
-                    })?;
+                let content = crate::read_input(&mut stdin).map_err(|source| CheckError::Read {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
                 inputs.push(Input {
                     name: "<stdin>".into(),
                     content: Ok(content),

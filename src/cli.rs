@@ -111,7 +111,7 @@ struct StoreArgs {
     #[arg(long, global = true, env = "PROMDROP_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     lock_timeout: Duration,
     /// Skip fsync (for tmpfs and tests only: a crash may then lose a write).
-    #[arg(long, global = true, env = "PROMDROP_NO_FSYNC")]
+    #[arg(long, global = true, env = "PROMDROP_NO_FSYNC", value_parser = clap::builder::BoolishValueParser::new())]
     no_fsync: bool,
 }
 
@@ -127,7 +127,7 @@ struct ServeArgs {
     listen: std::net::SocketAddr,
     /// Remove groups this long after their last push, unless the push
     /// sets its own with the X-Promdrop-TTL header.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::duration::parse_ttl)]
     ttl: Option<Duration>,
     /// Path of the scrape.
     #[arg(
@@ -221,7 +221,7 @@ enum Sub {
         #[arg(long)]
         add: bool,
         /// Remove the group this long after the push (`promdrop expire`).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::duration::parse_ttl)]
         ttl: Option<Duration>,
         /// Read this file instead of standard input (`-` is standard input).
         #[arg(long, value_name = "PATH")]
@@ -284,7 +284,7 @@ enum Sub {
         #[arg(long)]
         strict: bool,
         /// Remove the group this long after its last write.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::duration::parse_ttl)]
         ttl: Option<Duration>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -363,7 +363,18 @@ fn from_args(args: Args) -> Result<Command, String> {
             store.job_label
         ));
     }
-    let key = |k: KeyArgs| GroupingKey::from_args(&k.job, &k.labels).map_err(|e| e.to_string());
+    let job_label = store.job_label.clone();
+    let key = |k: KeyArgs| {
+        let key = GroupingKey::from_args(&k.job, &k.labels).map_err(|e| e.to_string())?;
+        // The job is written under this label: a grouping label of the same
+        // name would be overwritten in every series.
+        if key.labels().any(|(name, _)| name == job_label) {
+            return Err(format!(
+                "grouping label {job_label:?} is the label the job is written under (--job-label); the job name already sets it"
+            ));
+        }
+        Ok(key)
+    };
     Ok(match args.command {
         Sub::Push {
             key: k,
@@ -496,12 +507,17 @@ fn man_page(command: Option<&str>) -> Result<Vec<u8>, String> {
     Ok(roff)
 }
 
+/// Permission bits of group files: octal, at most 0777 (no setuid, setgid
+/// or sticky bit on a data file), and readable and writable by the owner,
+/// who must read a group back to rewrite it.
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text, 8)
         .ok()
-        .filter(|m| *m <= 0o7777)
+        .filter(|m| *m <= 0o777 && m & 0o600 == 0o600)
         .ok_or_else(|| {
-            format!("invalid mode {text:?}: expected octal permission bits such as 0644")
+            format!(
+                "invalid mode {text:?}: expected octal permission bits such as 0644, at most 0777 and with the owner's read and write (0600)"
+            )
         })
 }
 
@@ -519,8 +535,9 @@ mod tests {
     #[test]
     fn modes() {
         assert_eq!(parse_mode("0644"), Ok(0o644));
-        assert_eq!(parse_mode("2775"), Ok(0o2775));
-        assert!(parse_mode("0999").is_err());
-        assert!(parse_mode("17777").is_err());
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        for bad in ["0999", "17777", "2775", "0", "0200", "0444"] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
     }
 }

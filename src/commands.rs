@@ -15,15 +15,14 @@ use crate::grouping_key::GroupingKey;
 use crate::store::{Expired, GroupInfo, Store, StoreError, StoreOptions};
 
 /// `promdrop push`: parse the input, then one store call.
-pub fn push(options: &PushOptions, mut stdin: impl Read) -> Result<Exit> {
+pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
     let (name, bytes) = if let Some(path) = &options.file {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path:?}"))?;
+        let bytes = std::fs::File::open(path)
+            .and_then(crate::read_input)
+            .with_context(|| format!("cannot read {path:?}"))?;
         (path.display().to_string(), bytes)
     } else {
-        let mut bytes = Vec::new();
-        stdin
-            .read_to_end(&mut bytes)
-            .context("cannot read standard input")?;
+        let bytes = crate::read_input(stdin).context("cannot read standard input")?;
         ("<stdin>".to_owned(), bytes)
     };
     let refused = |problems: &[String]| {
@@ -40,6 +39,22 @@ pub fn push(options: &PushOptions, mut stdin: impl Read) -> Result<Exit> {
         Ok(families) => families,
         Err(err) => return refused(&[format!("{name}:{}:{}: {err}", err.line, err.column)]),
     };
+    // `run` reads its counters back from these: a push must not overwrite
+    // them, or give one a type that every run's write would conflict with.
+    let reserved: Vec<String> = families
+        .iter()
+        .filter(|f| crate::wrap::metrics::is_run_metric(f.name()))
+        .map(|f| {
+            format!(
+                "{name}:{}: {:?} is reserved for the metrics of promdrop run",
+                f.line(),
+                f.name()
+            )
+        })
+        .collect();
+    if !reserved.is_empty() {
+        return refused(&reserved);
+    }
     let store = Store::open(options.store.clone())?;
     match store.push(
         &options.key,

@@ -38,6 +38,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A group's time to live: a duration of at least one second, kept in whole
+/// seconds. A shorter one (`0`, `500ms`) would make a group that is
+/// expired as it is written.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse(text)?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!(
+            "a TTL must be at least 1s, not {text:?} (for no expiry, give no TTL)"
+        ));
+    }
+    Ok(ttl)
+}
+
 /// `1d2h`, `5m3s`, `42s`: the two largest units.
 pub fn human(duration: Duration) -> String {
     let secs = duration.as_secs();

@@ -88,9 +88,30 @@ fn whole_stdin() -> io::StdinLock<'static> {
     stdin.lock()
 }
 
+/// The most `push` and `check` read from standard input or `--file`: the
+/// size of the largest group file the store reads. Past it, reading stops
+/// with an error, so that `< /dev/zero` cannot take all memory.
+pub const MAX_INPUT: u64 = store::DEFAULT_MAX_FILE_SIZE;
+
+/// All of `input`, if it is at most [`MAX_INPUT`] bytes.
+pub(crate) fn read_input(input: impl io::Read) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut input.take(MAX_INPUT + 1), &mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("over the limit of {MAX_INPUT} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The exit code for an error that ended a command.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
+        if cause.is::<wrap::NotRecorded>() {
+            return Exit::Io;
+        }
         if let Some(err) = cause.downcast_ref::<StoreError>() {
             return match err {
                 StoreError::Invalid(_) | StoreError::NotOurs(_) | StoreError::Corrupt { .. } => {

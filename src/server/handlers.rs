@@ -367,7 +367,7 @@ fn push_to(
 ) -> Result<Response, HttpError> {
     let arrived = std::time::Instant::now();
     let ttl = match request.header(TTL_HEADER) {
-        Some(text) => Some(duration::parse(text.trim()).map_err(HttpError::BadTtl)?),
+        Some(text) => Some(duration::parse_ttl(text.trim()).map_err(HttpError::BadTtl)?),
         None => app.default_ttl,
     };
     let (families, size) = decode_push(request, &app.limits)?;
@@ -965,6 +965,15 @@ mod tests {
             "{}",
             text(&refused)
         );
+        bad_ttl.headers[0].1 = "0".into();
+        let refused = handle(&app, &bad_ttl);
+        assert_eq!(
+            (refused.status, text(&refused)),
+            (
+                400,
+                "bad x-promdrop-ttl header: a TTL must be at least 1s, not \"0\" (for no expiry, give no TTL)\n".into()
+            )
+        );
         let own = handle(
             &app,
             &request("PUT", "/metrics/job/j", "promdrop_groups 5\n"),
@@ -981,8 +990,8 @@ mod tests {
             "promdrop_groups 1",
             "promdrop_series 3",
             "promdrop_http_requests_total{code=\"200\",route=\"push\"} 1",
-            "promdrop_http_requests_total{code=\"400\",route=\"push\"} 2",
-            "promdrop_rejected_pushes_total{reason=\"body\"} 2",
+            "promdrop_http_requests_total{code=\"400\",route=\"push\"} 3",
+            "promdrop_rejected_pushes_total{reason=\"body\"} 3",
             "promdrop_push_size_bytes_count 1",
             "promdrop_expired_groups_total 0",
             "promdrop_build_info{version=\"0.1.0\"} 1",

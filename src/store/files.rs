@@ -44,7 +44,12 @@ pub(crate) fn entry_metadata(entry: &fs::DirEntry) -> io::Result<fs::Metadata> {
 
 /// The whole content of a regular file of at most `limit` bytes.
 pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = open_regular(path)?;
+    read_limited(open_regular(path)?, limit)
+}
+
+/// The whole content of `file`, a regular file, if it holds at most `limit`
+/// bytes.
+pub(crate) fn read_limited(file: File, limit: u64) -> io::Result<Vec<u8>> {
     let size = file.metadata()?.len();
     if size > limit {
         return Err(too_large(size, limit));

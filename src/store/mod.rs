@@ -43,7 +43,7 @@ pub use self::snapshot::{Rendered, RenderedFamily, Snapshot};
 
 const STATE_DIR: &str = ".promdrop";
 /// The largest file a store reads unless told otherwise.
-const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
 const HEADER: &str = "# promdrop group ";
 /// Temp files older than this are leftovers of a crash, held or not (for
 /// filesystems where locks do not work); `expire` removes them.
@@ -91,7 +91,7 @@ pub enum PushMode {
 pub enum StoreError {
     /// The directory does not exist.
     #[error(
-        "textfile directory {0:?} does not exist\nhint: create it (install -d -m 2775 -g prometheus DIR), or choose another with --dir or PROMDROP_DIR"
+        "textfile directory {0:?} does not exist\nhint: create it (install -d -m 2775 -g promdrop DIR), or choose another with --dir or PROMDROP_DIR"
     )]
     Missing(PathBuf),
     /// The path is not a directory.
@@ -164,7 +164,7 @@ pub enum StoreError {
     },
     /// A file with the group's name exists but is not a promdrop group.
     #[error(
-        "{0:?} exists and was not written by promdrop; refusing to replace it\nhint: remove or rename it, or push under another job name"
+        "{0:?} exists and was not written by promdrop, which neither replaces nor deletes it\nhint: remove or rename it yourself, or use another job name"
     )]
     NotOurs(PathBuf),
     /// The group's current file cannot be read back.
@@ -707,7 +707,11 @@ impl Store {
             .into_parts();
         // Where locks do not work, `expire` takes the file for held.
         let _ = fs2::FileExt::try_lock_exclusive(&file);
-        Ok(ScratchFile { path, _lock: file })
+        Ok(ScratchFile {
+            path,
+            _lock: file,
+            limit: self.max_file_size,
+        })
     }
 
     /// Lock and cache files: group-writable when the directory is, so that
@@ -974,6 +978,7 @@ impl Store {
 pub struct ScratchFile {
     path: tempfile::TempPath,
     _lock: fs::File,
+    limit: u64,
 }
 
 impl ScratchFile {
@@ -982,9 +987,20 @@ impl ScratchFile {
         &self.path
     }
 
-    /// What it holds now (nothing, when it was removed or never written).
-    pub fn read(&self) -> Vec<u8> {
-        fs::read(&self.path).unwrap_or_default()
+    /// What it holds now: nothing, when it was removed or never written.
+    /// Whatever the other process left there, reading it never blocks,
+    /// follows no symlink and stops at the store's size cap: anything but
+    /// a regular file within the cap is an error.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match files::open_state_file(&self.path, false, None) {
+            Ok(file) => files::read_limited(file, self.limit),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a symlink, which is not followed",
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -1210,7 +1226,9 @@ impl GroupLock<'_> {
     }
 }
 
-fn is_push_metric(name: &str) -> bool {
+/// `push_time_seconds` and `push_failure_time_seconds`, which the store writes
+/// into every group.
+pub(crate) fn is_push_metric(name: &str) -> bool {
     name == "push_time_seconds" || name == "push_failure_time_seconds"
 }
 

@@ -114,7 +114,8 @@ pub fn execute(spec: &Spec, spawned: impl FnOnce()) -> Finished {
 
 /// Waits for the child in this thread, forwarding signals to `target` (the
 /// pid, or the negated process group) and enforcing the timeout: SIGTERM
-/// when it runs out, SIGKILL once the grace period after it has too.
+/// (and SIGCONT) when it runs out, SIGKILL once the grace period after it
+/// has too.
 /// Returns the status, and whether the timeout stopped the child.
 fn supervise(
     child: &mut Child,
@@ -145,6 +146,11 @@ fn supervise(
                 Signal::SIGTERM
             };
             let _ = kill(Pid::from_raw(target), signal);
+            if signal == Signal::SIGTERM {
+                // A stopped process would not act on SIGTERM until it is
+                // continued; coreutils' `timeout` sends SIGCONT too.
+                let _ = kill(Pid::from_raw(target), Signal::SIGCONT);
+            }
             continue;
         }
         signals.sleep(left);

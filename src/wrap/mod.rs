@@ -24,7 +24,7 @@ use crate::exposition::Family;
 use crate::exposition::parse::parse;
 use crate::exposition::validate::{Source, validate};
 use crate::grouping_key::GroupingKey;
-use crate::store::{Store, StoreError, StoreOptions, Wait};
+use crate::store::{ScratchFile, Store, StoreError, StoreOptions, Wait};
 
 pub use self::child::Spec;
 use self::metrics::{Ending, Outcome, RunState, is_run_metric};
@@ -60,8 +60,14 @@ pub struct RunOptions {
     pub ttl: Option<Duration>,
 }
 
+/// A recording failure under `--strict`, which ends promdrop with exit 3
+/// whatever the store's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the run cannot be recorded, and --strict makes that fatal")]
+pub struct NotRecorded(#[source] pub StoreError);
+
 /// Runs the command and records it; returns how promdrop should exit.
-pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
+pub fn run(options: &RunOptions) -> Result<Exit, NotRecorded> {
     let recorder = match Store::open(options.store.clone()) {
         Ok(store) => Some(Recorder {
             store,
@@ -115,11 +121,14 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
     let scratch = recorder
         .as_ref()
         .and_then(|r| r.store.scratch_file(&options.key).ok());
+    // Always set: when nothing can be recorded, writes to it go to
+    // /dev/null rather than failing the command.
     let mut spec = options.spec.clone();
-    if let Some(scratch) = &scratch {
-        let path = OsString::from(scratch.path().as_os_str());
-        spec.env.push((METRICS_FILE_ENV.into(), path));
-    }
+    let path = scratch.as_ref().map_or_else(
+        || OsString::from("/dev/null"),
+        |scratch| scratch.path().as_os_str().into(),
+    );
+    spec.env.push((METRICS_FILE_ENV.into(), path));
     let finished = child::execute(&spec, || {
         if !options.strict {
             marked = mark();
@@ -139,19 +148,26 @@ pub fn run(options: &RunOptions) -> Result<Exit, StoreError> {
         eprintln!("promdrop: {} timed out and was stopped", options.key);
     }
     if let Some(recorder) = &recorder {
-        let own = scratch
-            .as_ref()
-            .map_or_else(|| Ok(Vec::new()), |scratch| child_metrics(&scratch.read()));
+        let own = match scratch.as_ref().map(ScratchFile::read) {
+            None => Ok(Vec::new()),
+            Some(Ok(bytes)) => child_metrics(&bytes),
+            Some(Err(err)) => Err(vec![format!("${METRICS_FILE_ENV}: cannot read it: {err}")]),
+        };
         let recorded = match own {
-            Ok(families) => recorder
-                .record(|s| s.finished(&outcome, false), families)
-                .or_else(|err| {
-                    let StoreError::Invalid(problems) = err else {
-                        return Err(err);
-                    };
-                    report_invalid(&problems);
-                    recorder.record(|s| s.finished(&outcome, true), Vec::new())
-                }),
+            Ok(families) => {
+                let had_own = !families.is_empty();
+                recorder
+                    .record(|s| s.finished(&outcome, false), families)
+                    .or_else(|err| {
+                        // Refused with the command's metrics: they are the
+                        // suspects, and the outcome is recorded without them.
+                        let (StoreError::Invalid(problems), true) = (&err, had_own) else {
+                            return Err(err);
+                        };
+                        report_invalid(problems);
+                        recorder.record(|s| s.finished(&outcome, true), Vec::new())
+                    })
+            }
             Err(problems) => {
                 report_invalid(&problems);
                 recorder.record(|s| s.finished(&outcome, true), Vec::new())
@@ -208,7 +224,7 @@ fn child_metrics(bytes: &[u8]) -> Result<Vec<Family>, Vec<String>> {
         parse(bytes).map_err(|e| vec![format!("{name}:{}:{}: {e}", e.line, e.column)])?;
     let mut problems: Vec<String> = families
         .iter()
-        .filter(|f| is_run_metric(f.name()) || f.name().starts_with("push_"))
+        .filter(|f| is_run_metric(f.name()) || crate::store::is_push_metric(f.name()))
         .map(|f| format!("{name}: {:?} is written by promdrop itself", f.name()))
         .collect();
     let sources = [Source {
@@ -237,10 +253,10 @@ fn report_invalid(problems: &[String]) {
 }
 
 /// A recording failure: fatal with `--strict`, a warning otherwise.
-fn not_recorded(strict: bool, err: Option<StoreError>) -> Result<(), StoreError> {
+fn not_recorded(strict: bool, err: Option<StoreError>) -> Result<(), NotRecorded> {
     match err {
         None => Ok(()),
-        Some(err) if strict => Err(err),
+        Some(err) if strict => Err(NotRecorded(err)),
         Some(err) => {
             eprintln!(
                 "promdrop: warning: the run is not recorded: {}",

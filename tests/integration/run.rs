@@ -180,6 +180,29 @@ fn death_by_signal_timeout_not_found_and_not_executable() {
 }
 
 #[test]
+fn a_stopped_command_is_continued_when_it_times_out() {
+    let d = tempfile::tempdir().unwrap();
+    // A stopped command is continued, so that the SIGTERM ends it (143)
+    // instead of the SIGKILL, 60 s later (137).
+    run(
+        d.path(),
+        &[
+            "stopped",
+            "--timeout",
+            "200ms",
+            "--kill-after",
+            "60s",
+            "--",
+            "sh",
+            "-c",
+            "kill -STOP $$",
+        ],
+    )
+    .status(143);
+    expect(d.path(), "stopped", &[("promdrop_run_timed_out", 1.0)]);
+}
+
+#[test]
 fn last_success_survives_failures_and_counters_only_go_up() {
     let d = tempfile::tempdir().unwrap();
     run(d.path(), &["job", "--", "true"]).status(0);
@@ -332,7 +355,62 @@ fn bad_metrics_of_the_command_are_refused_and_the_outcome_still_recorded() {
         own.stderr
     );
     expect(d.path(), job, &[("promdrop_run_success", 0.0)]);
+    // Only promdrop's own push_* names are: others are the command's.
+    run(
+        d.path(),
+        &[
+            "backup",
+            "instance=db1",
+            "--",
+            "sh",
+            "-c",
+            "echo 'push_notifications_sent_total 3' > \"$PROMDROP_METRICS_FILE\"",
+        ],
+    )
+    .status(0);
+    expect(d.path(), job, &[("push_notifications_sent_total", 3.0)]);
     Test::new().arg("check").arg(d.path()).run().status(0);
+}
+
+#[test]
+fn a_metrics_file_that_is_no_regular_file_is_refused_without_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = d.path().join("secret.txt");
+    fs::write(&secret, "secret_value 42\n").unwrap();
+    let scripts = [
+        // A symlink is not followed, to a device or to another file.
+        "ln -sf /dev/zero \"$PROMDROP_METRICS_FILE\"".to_owned(),
+        format!("ln -sf {} \"$PROMDROP_METRICS_FILE\"", secret.display()),
+        // A FIFO would block a plain read forever.
+        "rm \"$PROMDROP_METRICS_FILE\"; mkfifo \"$PROMDROP_METRICS_FILE\"".to_owned(),
+    ];
+    for (script, refused) in scripts.iter().zip(1u8..) {
+        // Bounded, so that a regression fails instead of hanging the suite.
+        let outcome = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg("--dir")
+            .arg(d.path())
+            .args(["run", "job", "--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        assert_eq!(outcome.status.code(), Some(0), "{script}: {stderr}");
+        assert!(
+            stderr.starts_with("promdrop: $PROMDROP_METRICS_FILE: cannot read it: "),
+            "{script}: {stderr}"
+        );
+        expect(
+            d.path(),
+            "job",
+            &[("promdrop_run_invalid_metrics_total", f64::from(refused))],
+        );
+    }
+    assert!(
+        !fs::read_to_string(d.path().join("job.prom"))
+            .unwrap()
+            .contains("secret_value")
+    );
 }
 
 fn spawn_run(dir: &Path, args: &[&str]) -> Background {
@@ -579,10 +657,19 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
 fn a_recording_failure_warns_unless_strict() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("missing");
+    // The metrics file is still named (/dev/null), so that a command that
+    // writes to it does not fail for that.
     let lenient = Test::new()
         .arg("--dir")
         .arg(&missing)
-        .args(["run", "job", "--", "sh", "-c", "exit 5"])
+        .args([
+            "run",
+            "job",
+            "--",
+            "sh",
+            "-ec",
+            "echo 'x 1' >> \"$PROMDROP_METRICS_FILE\"; exit 5",
+        ])
         .run()
         .status(5);
     assert!(
@@ -622,8 +709,8 @@ fn with_strict_a_refused_start_marker_keeps_the_command_from_starting() {
     .unwrap();
     let ran = d.path().join("ran");
     let ran_path = ran.to_str().unwrap();
-    // Exit 1, as for any refused write.
-    let strict = run(d.path(), &["job", "--strict", "--", "touch", ran_path]).status(1);
+    // Exit 3, as for any recording failure under --strict.
+    let strict = run(d.path(), &["job", "--strict", "--", "touch", ran_path]).status(3);
     assert!(
         strict.stderr.contains("promdrop_run_running"),
         "{}",
@@ -639,7 +726,27 @@ fn with_strict_a_refused_start_marker_keeps_the_command_from_starting() {
         "{}",
         lenient.stderr
     );
+    // The command wrote no metrics of its own: none are blamed.
+    assert!(
+        !lenient.stderr.contains("own metrics"),
+        "{}",
+        lenient.stderr
+    );
     assert!(!d.path().join("job.prom").exists());
+    // Refused only after the command ran (it wrote the conflicting file):
+    // still exit 3, not the command's 0.
+    let d = tempfile::tempdir().unwrap();
+    let evil = d.path().join("evil.prom");
+    let script = format!(
+        "printf '# TYPE promdrop_run_exit_code counter\\npromdrop_run_exit_code 1\\n' > {}",
+        evil.display()
+    );
+    let after = run(d.path(), &["job", "--strict", "--", "sh", "-c", &script]).status(3);
+    assert!(
+        after.stderr.contains("--strict makes that fatal") && evil.exists(),
+        "{}",
+        after.stderr
+    );
 }
 
 #[test]

@@ -461,7 +461,7 @@ fn quit_and_sigterm_stop_the_server_cleanly() {
 #[test]
 fn expired_groups_are_swept_and_counted() {
     let d = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with(d.path(), &["--ttl", "400ms"]);
+    let server = TestServer::start_with(d.path(), &["--ttl", "1s"]);
     assert_eq!(
         http(server.addr, "PUT", "/metrics/job/short", &[], b"m 1\n")
             .unwrap()

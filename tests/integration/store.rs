@@ -111,6 +111,39 @@ fn replace_and_add_follow_the_pushgateway() {
 }
 
 #[test]
+fn run_metrics_ttls_under_a_second_and_endless_input_are_refused() {
+    let d = dir();
+    push(d.path(), &["evil"], "promdrop_run_success 1\n")
+        .status(1)
+        .stderr(
+            "promdrop: <stdin>:1: \"promdrop_run_success\" is reserved for the metrics of promdrop run\n\
+             promdrop: refused push to group {job=\"evil\"}; nothing was changed\n",
+        );
+    for ttl in ["0", "500ms"] {
+        push(d.path(), &["t", "--ttl", ttl], "m 1\n").status(2);
+    }
+    assert!(
+        fs::read_dir(d.path())
+            .unwrap()
+            .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".prom") })
+    );
+    // Reading stops at the cap instead of taking all memory.
+    let endless = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 4000000; exec \"$0\" --dir \"$1\" push z --file /dev/zero")
+        .arg(env!("CARGO_BIN_EXE_promdrop"))
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(endless.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&endless.stderr).contains("over the limit of 1073741824 bytes"),
+        "{}",
+        String::from_utf8_lossy(&endless.stderr)
+    );
+}
+
+#[test]
 fn file_dash_is_standard_input() {
     let d = dir();
     push(d.path(), &["j", "--file", "-"], "m 1\n").status(0);
@@ -137,6 +170,25 @@ fn job_label_option_avoids_exported_job() {
         .stdin("m 1\n")
         .run()
         .status(2);
+    // A grouping label of that name would be overwritten in every series.
+    Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["--job-label", "cron_job", "push", "b", "cron_job=x"])
+        .stdin("m 1\n")
+        .run()
+        .status(2);
+    // Boolean settings take the usual spellings.
+    for value in ["1", "yes", "0"] {
+        Test::new()
+            .arg("--dir")
+            .arg(d.path())
+            .env("PROMDROP_NO_FSYNC", value)
+            .args(["push", "b"])
+            .stdin("m 1\n")
+            .run()
+            .status(0);
+    }
 }
 
 #[test]
@@ -227,7 +279,11 @@ fn delete_show_and_list() {
         .arg(d.path())
         .args(["delete", "foreign"])
         .run()
-        .status(1);
+        .status(1)
+        .stderr(&format!(
+            "promdrop: {:?} exists and was not written by promdrop, which neither replaces nor deletes it\nhint: remove or rename it yourself, or use another job name\n",
+            d.path().join("foreign.prom")
+        ));
     assert_eq!(read(d.path().join("foreign.prom")), "other_tool_metric 1\n");
 }
 
@@ -313,7 +369,7 @@ fn exit_codes_are_distinct() {
     assert_eq!(
         out.stderr,
         format!(
-            "promdrop: textfile directory {missing:?} does not exist\nhint: create it (install -d -m 2775 -g prometheus DIR), or choose another with --dir or PROMDROP_DIR\n"
+            "promdrop: textfile directory {missing:?} does not exist\nhint: create it (install -d -m 2775 -g promdrop DIR), or choose another with --dir or PROMDROP_DIR\n"
         )
     );
     let env = Test::new()
