@@ -12,7 +12,7 @@ use crate::duration::{human, timestamp};
 use crate::exit::Exit;
 use crate::exposition::parse::parse;
 use crate::grouping_key::GroupingKey;
-use crate::store::{Expired, GroupInfo, Store, StoreError, StoreOptions};
+use crate::store::{Expired, GroupInfo, SkipReason, Store, StoreError, StoreOptions};
 
 /// `promdrop push`: parse the input, then one store call.
 pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
@@ -88,7 +88,18 @@ pub fn show(options: StoreOptions, key: &GroupingKey, mut out: impl Write) -> Re
 
 /// `promdrop list`.
 pub fn list(options: StoreOptions, format: ListFormat, mut out: impl Write) -> Result<Exit> {
-    let groups = Store::open_read_only(options)?.list()?;
+    let listing = Store::open_read_only(options)?.listing()?;
+    // Other tools' files and FIFOs are no groups to miss; a group file that
+    // cannot be read back, or at all, is one.
+    for skipped in &listing.skipped {
+        if !matches!(skipped.reason, SkipReason::Foreign | SkipReason::NotRegular) {
+            eprintln!(
+                "promdrop: warning: {} is not listed: {}",
+                skipped.file, skipped.reason
+            );
+        }
+    }
+    let groups = listing.groups;
     let now = SystemTime::now();
     match format {
         ListFormat::Json => {

@@ -144,6 +144,37 @@ fn run_metrics_ttls_under_a_second_and_endless_input_are_refused() {
 }
 
 #[test]
+fn list_warns_about_a_group_file_that_does_not_read_back() {
+    let d = dir();
+    push(d.path(), &["broken"], "m 1\n").status(0);
+    push(d.path(), &["fine"], "m 2\n").status(0);
+    let mut text = read(d.path().join("broken.prom"));
+    text.push_str("garbage{\n");
+    fs::write(d.path().join("broken.prom"), text).unwrap();
+    // Another tool's file is none of promdrop's business: no warning.
+    fs::write(d.path().join("foreign.prom"), "other 1\n").unwrap();
+    let listed = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("list")
+        .run()
+        .status(0);
+    assert!(
+        listed.stdout.contains("{job=\"fine\"}") && !listed.stdout.contains("broken"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed
+            .stderr
+            .starts_with("promdrop: warning: broken.prom is not listed: invalid: line ")
+            && listed.stderr.lines().count() == 1,
+        "{}",
+        listed.stderr
+    );
+}
+
+#[test]
 fn file_dash_is_standard_input() {
     let d = dir();
     push(d.path(), &["j", "--file", "-"], "m 1\n").status(0);
