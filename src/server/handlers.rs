@@ -371,7 +371,11 @@ fn push_to(
         None => app.default_ttl,
     };
     let (families, size) = decode_push(request, &app.limits)?;
-    if let Some(own) = families.iter().find(|f| OWN_METRICS.contains(&f.name())) {
+    // The server's own names, and those `promdrop run` writes into groups
+    // of the same directory (a push of them could block every run's write).
+    let is_own =
+        |name: &str| OWN_METRICS.contains(&name) || crate::wrap::metrics::is_run_metric(name);
+    if let Some(own) = families.iter().find(|f| is_own(f.name())) {
         return Err(HttpError::BadBody(format!(
             "metric name {:?} is promdrop's own",
             own.name()
@@ -985,13 +989,18 @@ mod tests {
                 "metric name \"promdrop_groups\" is promdrop's own\n".into()
             )
         );
+        let run_metric = handle(
+            &app,
+            &request("PUT", "/metrics/job/j", "promdrop_run_success 1\n"),
+        );
+        assert_eq!(run_metric.status, 400);
         let scrape = text(&handle(&app, &request("GET", "/metrics", "")));
         for line in [
             "promdrop_groups 1",
             "promdrop_series 3",
             "promdrop_http_requests_total{code=\"200\",route=\"push\"} 1",
-            "promdrop_http_requests_total{code=\"400\",route=\"push\"} 3",
-            "promdrop_rejected_pushes_total{reason=\"body\"} 3",
+            "promdrop_http_requests_total{code=\"400\",route=\"push\"} 4",
+            "promdrop_rejected_pushes_total{reason=\"body\"} 4",
             "promdrop_push_size_bytes_count 1",
             "promdrop_expired_groups_total 0",
             "promdrop_build_info{version=\"0.1.0\"} 1",

@@ -1113,14 +1113,11 @@ impl GroupLock<'_> {
     ) -> Result<(), StoreError> {
         let job_label = &self.store.options.job_label;
         families.retain(|f| !is_push_metric(f.name()));
-        let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
-        // A family without series (protobuf can push one) only takes the
-        // place of the stored family of its name.
-        families.retain(|f| !f.is_empty());
         self.key.inject(&mut families, job_label);
         let failed = previous.as_ref().map_or(0.0, |p| p.failed);
         let mut ttl = ttl;
         if let (PushMode::Add, Some(previous)) = (mode, previous) {
+            let pushed: Vec<String> = families.iter().map(|f| f.name().to_owned()).collect();
             families.extend(
                 previous
                     .families
@@ -1129,6 +1126,9 @@ impl GroupLock<'_> {
             );
             ttl = ttl.or(previous.ttl);
         }
+        // A family without series (protobuf can push one) has only taken
+        // the place of the stored family of its name.
+        families.retain(|f| !f.is_empty());
         families.push(self.push_metric("push_time_seconds", PUSH_TIME_HELP, seconds(now)));
         families.push(self.push_metric(
             "push_failure_time_seconds",
