@@ -16,3 +16,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The static musl build's allocator: musl's own maps and unmaps small
+/// regions every few allocations, each a system call and page faults (see
+/// packaging/build).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

@@ -1,12 +1,13 @@
 //! The packaging: systemd units that systemd itself accepts, hardened; and
 //! the sysusers.d and tmpfiles.d entries, applied by systemd's own tools to a
-//! scratch root, making the shared, setgid directories they promise.
+//! scratch root, making the shared, setgid directories they promise; and the
+//! string functions the static musl build links in place of musl's.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{is_root, peer};
+use crate::util::{binary, is_root, peer};
 
 fn packaging(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +31,7 @@ fn systemd_accepts_the_units_and_rates_the_service_hardened() {
         // The built binary stands in for the installed /usr/bin/promdrop.
         let text = std::fs::read_to_string(packaging(&format!("systemd/{name}")))
             .unwrap()
-            .replace("/usr/bin/promdrop", env!("CARGO_BIN_EXE_promdrop"));
+            .replace("/usr/bin/promdrop", &binary().to_string_lossy());
         std::fs::write(dir.path().join(name), text).unwrap();
         units.push(dir.path().join(name));
     }
@@ -108,5 +109,35 @@ fn sysusers_and_tmpfiles_make_the_shared_setgid_directories() {
         (textfile.mode() & 0o7777, textfile.uid(), textfile.gid()),
         (0o2775, 0, gid),
         "node_exporter's directory: group promdrop, group-writable, setgid"
+    );
+}
+
+/// `src/musl_mem.c`, the memcpy, memmove, memset, memcmp and bcmp linked
+/// into the static musl build, checked by `tests/musl_mem/check.c` against
+/// byte-at-a-time definitions. Built here with the host's C compiler and the
+/// functions renamed, since the test binaries themselves use the host's C
+/// library.
+#[test]
+fn the_musl_builds_string_functions_match_byte_loops() {
+    let Some(cc) = peer("cc") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("check");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/musl_mem/check.c");
+    let out = Command::new(&cc)
+        .args(["-O2", "-ffreestanding", "-fno-builtin"])
+        .args(["-fno-tree-loop-distribute-patterns", "-o"])
+        .arg(&exe)
+        .args(["memcpy", "memmove", "memset", "memcmp", "bcmp"].map(|f| format!("-D{f}=pd_{f}")))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cc:?}: {out:?}");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -12,7 +12,7 @@ use promdrop::exposition::Value;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Test, peer, promdrop, push};
+use crate::util::{Test, binary, peer, promdrop, push};
 
 fn run(dir: &Path, args: &[&str]) -> crate::util::Outcome {
     Test::new()
@@ -388,7 +388,7 @@ fn a_metrics_file_that_is_no_regular_file_is_refused_without_blocking() {
         // Bounded, so that a regression fails instead of hanging the suite.
         let outcome = std::process::Command::new("timeout")
             .arg("60")
-            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(binary())
             .arg("--dir")
             .arg(d.path())
             .args(["run", "job", "--", "sh", "-c", script])

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Peer, Test, http, http_get, peer, promdrop, push};
+use crate::util::{Peer, Test, binary, http, http_get, peer, promdrop, push};
 
 /// A running `promdrop serve`, killed by pid on drop.
 pub struct TestServer {
@@ -41,7 +41,7 @@ impl TestServer {
         command
             .arg("-c")
             .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(binary())
             .arg("--dir")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"]);
@@ -330,7 +330,7 @@ fn a_group_file_made_readable_by_a_new_mode_is_served_and_checked() {
         let mut command = Command::new("setpriv");
         command
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(binary())
             .arg("--dir")
             .arg(d.path())
             .args(["serve", "--listen", "127.0.0.1:0"]);
@@ -734,7 +734,7 @@ fn serves_on_a_socket_passed_by_systemd() {
         let mut command = Command::new(&activate);
         command
             .arg(format!("--listen={addr}"))
-            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(binary())
             .arg("--dir")
             .arg(dir.path())
             .args(["serve", "--listen", "192.0.2.1:9091"])

@@ -13,7 +13,7 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, Tmpfs, is_root, peer, promdrop, push};
+use crate::util::{Rng, Test, Tmpfs, binary, is_root, peer, promdrop, push};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -131,7 +131,7 @@ fn run_metrics_ttls_under_a_second_and_endless_input_are_refused() {
     let endless = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -v 4000000; exec \"$0\" --dir \"$1\" push z --file /dev/zero")
-        .arg(env!("CARGO_BIN_EXE_promdrop"))
+        .arg(binary())
         .arg(d.path())
         .output()
         .unwrap();
@@ -508,7 +508,7 @@ fn concurrent_adds_to_one_group_all_land() {
             std::process::Command::new("sh")
                 .arg("-c")
                 .arg(script)
-                .arg(env!("CARGO_BIN_EXE_promdrop"))
+                .arg(binary())
                 .arg(d.path())
                 .env("PROMDROP_LOCK_TIMEOUT", "120s")
                 .stdout(Stdio::null())
@@ -705,7 +705,7 @@ fn failed_writes_leave_the_old_file_byte_identical() {
     let limited = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -f 64 && exec \"$0\" --dir \"$1\" push keep")
-        .arg(env!("CARGO_BIN_EXE_promdrop"))
+        .arg(binary())
         .arg(d.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -977,7 +977,7 @@ fn cron_jobs_of_several_users_share_a_setgid_directory() {
         command
             .arg("-c")
             .arg("umask 077 && exec \"$0\" --dir \"$1\" push \"$2\"")
-            .arg(env!("CARGO_BIN_EXE_promdrop"))
+            .arg(binary())
             .arg(d.path())
             .arg(job)
             .stdin(Stdio::piped())

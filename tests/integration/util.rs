@@ -93,9 +93,19 @@ pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
         .run()
 }
 
+/// The binary under test: the one cargo built with these tests, or the one
+/// `PROMDROP_TEST_BINARY` names (`.ci/run` also runs the suite against the
+/// installed package's static musl binary).
+pub fn binary() -> PathBuf {
+    std::env::var_os("PROMDROP_TEST_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_promdrop")),
+        PathBuf::from,
+    )
+}
+
 /// A `promdrop` command with no `PROMDROP_*` settings from the environment.
 pub fn promdrop() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_promdrop"));
+    let mut command = Command::new(binary());
     for (name, _) in std::env::vars() {
         if name.starts_with("PROMDROP_") && name != "PROMDROP_REQUIRE_PEERS" {
             command.env_remove(name);
