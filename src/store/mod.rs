@@ -143,7 +143,8 @@ pub enum StoreError {
     },
     /// Another writer holds the group's lock.
     #[error(
-        "group {key} is locked by another writer; gave up after {waited:?}\nhint: raise --lock-timeout"
+        "group {key} is locked by another writer; {}\nhint: raise --lock-timeout",
+        gave_up(*.waited)
     )]
     LockTimeout {
         /// The group.
@@ -1249,6 +1250,15 @@ fn expired(ttl: Option<Duration>, pushed: Option<f64>, now: SystemTime) -> bool 
 fn seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How long a writer waited for a lock, for [`StoreError::LockTimeout`].
+fn gave_up(waited: Duration) -> String {
+    if waited.is_zero() {
+        "gave up at once (a lock timeout of 0)".to_owned()
+    } else {
+        format!("gave up after {waited:?}")
+    }
 }
 
 fn waited(wait: Wait) -> Duration {

@@ -83,6 +83,32 @@ fn exit_status_passes_through_and_is_recorded() {
 }
 
 #[test]
+fn a_ttl_is_recorded_with_the_run_and_expires_its_group() {
+    let d = tempfile::tempdir().unwrap();
+    run(d.path(), &["nightly", "--ttl", "26h", "--", "true"]).status(0);
+    run(d.path(), &["brief", "--ttl", "1s", "--", "true"]).status(0);
+    let header = fs::read_to_string(d.path().join("nightly.prom")).unwrap();
+    assert!(
+        header.starts_with(
+            "# promdrop group {\"job\":\"nightly\",\"labels\":{},\"ttl_seconds\":93600}\n"
+        ),
+        "{header}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let expired = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .arg("expire")
+        .run()
+        .status(0);
+    assert_eq!(
+        expired.stdout,
+        "removed group {job=\"brief\"} (brief.prom): past its TTL\n"
+    );
+    assert!(d.path().join("nightly.prom").exists());
+}
+
+#[test]
 fn death_by_signal_timeout_not_found_and_not_executable() {
     let d = tempfile::tempdir().unwrap();
     run(d.path(), &["sig", "--", "sh", "-c", "kill -KILL $$"]).status(137);

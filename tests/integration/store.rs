@@ -422,9 +422,23 @@ fn exit_codes_are_distinct() {
         .status(4);
     assert!(
         busy.stderr
-            .contains("group {job=\"j\"} is locked by another writer"),
+            .contains("group {job=\"j\"} is locked by another writer; gave up after 200ms\n"),
         "{}",
         busy.stderr
+    );
+    let at_once = Test::new()
+        .arg("--dir")
+        .arg(d.path())
+        .args(["--lock-timeout", "0", "push", "j"])
+        .stdin("m 2\n")
+        .run()
+        .status(4);
+    assert!(
+        at_once
+            .stderr
+            .contains("; gave up at once (a lock timeout of 0)\n"),
+        "{}",
+        at_once.stderr
     );
     drop(lock);
     push(d.path(), &["j"], "m 2\n").status(0);
