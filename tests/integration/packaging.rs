@@ -125,6 +125,7 @@ fn the_musl_builds_string_functions_match_byte_loops() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("check");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/musl_mem/check.c");
+    // The flags build.rs compiles it with.
     let out = Command::new(&cc)
         .args(["-O2", "-ffreestanding", "-fno-builtin"])
         .args(["-fno-tree-loop-distribute-patterns", "-o"])
