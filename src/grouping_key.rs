@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::exposition::Family;
+use crate::exposition::parallel::for_each_family;
 use crate::exposition::validate::is_label_name;
 
 /// The longest file stem kept readable; longer ones are hashed. Leaves room
@@ -167,9 +168,9 @@ impl GroupingKey {
         let mut set: Vec<(&str, &str)> = vec![(job_label, self.job.as_str())];
         set.extend(self.labels());
         set.sort_by(|a, b| a.0.cmp(b.0));
-        for family in families {
+        for_each_family(families, |family| {
             family.set_labels(&set, &[("instance", "")]);
-        }
+        });
     }
 }
 

@@ -17,9 +17,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The static musl build's allocator: musl's own maps and unmaps small
-/// regions every few allocations, each a system call and page faults (see
-/// packaging/build).
+/// The static musl build's allocator: see src/allocator.rs.
+#[cfg(target_env = "musl")]
+mod allocator;
+
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator::new();

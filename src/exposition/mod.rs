@@ -12,6 +12,7 @@
 //! rendering a copy.
 
 pub mod float;
+pub mod parallel;
 pub mod parse;
 pub mod render;
 pub mod validate;

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::exposition::parallel;
 use crate::exposition::parse::parse;
 use crate::exposition::render::render;
 use crate::exposition::validate::{Fingerprint, Source, validate};
@@ -1152,7 +1153,12 @@ impl GroupLock<'_> {
             name: "",
             families: &group.families,
         }];
-        let problems: Vec<String> = validate(&alone)
+        let (problems, print) = parallel::both(
+            parallel::series(&group.families),
+            || validate(&alone),
+            || Fingerprint::of(&group.families),
+        );
+        let problems: Vec<String> = problems
             .into_iter()
             .map(|p| match p.line {
                 0 => format!("{name}: {}", p.violation),
@@ -1162,7 +1168,6 @@ impl GroupLock<'_> {
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
         }
-        let print = Fingerprint::of(&group.families);
         let write = |file: &mut fs::File| group.write(file);
         let options = WriteOptions {
             mode: store.options.mode,

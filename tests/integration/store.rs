@@ -37,6 +37,47 @@ fn stable(text: &str) -> String {
 }
 
 #[test]
+fn a_push_large_enough_for_two_threads_writes_what_smaller_pushes_write() {
+    // 50 families of 500 series, 1.8 MB: past the sizes from which parsing,
+    // label injection and the checks share two threads. Pushed as two
+    // halves, the second with --add, each below those sizes, the same group
+    // comes out.
+    let family = |f: usize| {
+        let kind = ["gauge", "counter", "untyped"][f % 3];
+        let mut text = format!("# HELP m{f} Family {f}.\n# TYPE m{f} {kind}\n");
+        for s in 0..500 {
+            writeln!(
+                text,
+                "m{f}{{path=\"/srv/{f}/{s}\",host=\"db{s}.example.com\",instance=\"body\"}} {}",
+                s * f
+            )
+            .unwrap();
+        }
+        text
+    };
+    let all: String = (0..50).map(family).collect();
+    let first: String = (0..25).map(family).collect();
+    let second: String = (25..50).map(family).collect();
+    assert!(all.len() > 1 << 20 && first.len() < 1 << 20 && second.len() < 1 << 20);
+    let (whole, pieces) = (dir(), dir());
+    push(whole.path(), &["big", "instance=i"], &all)
+        .status(0)
+        .stderr("");
+    push(pieces.path(), &["big", "instance=i"], &first).status(0);
+    push(pieces.path(), &["big", "instance=i", "--add"], &second).status(0);
+    let text = read(whole.path().join("big@instance=i.prom"));
+    assert_eq!(
+        stable(&text),
+        stable(&read(pieces.path().join("big@instance=i.prom")))
+    );
+    assert_eq!(
+        text.matches("instance=\"i\",job=\"big\",path=").count(),
+        25_000
+    );
+    assert!(!text.contains("body"));
+}
+
+#[test]
 fn push_writes_a_self_describing_group_file() {
     let d = dir();
     push(d.path(), &["backup", "instance=db1", "--ttl", "26h"], "# HELP backup_size_bytes Size.\n# TYPE backup_size_bytes gauge\nbackup_size_bytes{volume=\"data\",instance=\"body\"} 1234\n")

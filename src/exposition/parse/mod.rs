@@ -22,8 +22,86 @@ use super::{Distribution, Family, MetricType, Value};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
 /// by name, series sorted by labels, buckets and quantiles by bound.
+///
+/// A large input is read in two halves on two threads, split where a family
+/// begins; see [`parse_halves`].
 pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
-    Parser::default().run(input)
+    if let Some(families) = split_point(input).and_then(|at| parse_halves(input, at)) {
+        return Ok(families);
+    }
+    let mut parser = Parser::default();
+    parser.read(input)?;
+    parser.finish()
+}
+
+/// Inputs at least this large are parsed in two halves.
+const HALVES_FROM: usize = 1 << 20;
+
+/// Where the second half of a large input starts: the first line past the
+/// middle that opens a block of `# HELP`/`# TYPE` lines after a sample,
+/// which is where a family begins in any exposition that keeps each family
+/// together. `None` for small inputs, or when no such line comes soon.
+fn split_point(input: &[u8]) -> Option<usize> {
+    if input.len() < HALVES_FROM {
+        return None;
+    }
+    let middle = input.len() / 2;
+    let mut start = middle + find_newline(&input[middle..])? + 1;
+    let mut previous_sample = false;
+    while start < input.len() && start - middle < HALVES_FROM / 4 {
+        let end = find_newline(&input[start..]).map_or(input.len(), |i| start + i);
+        let line = &input[start..end];
+        let comment = line.starts_with(b"#");
+        if previous_sample && (line.starts_with(b"# HELP ") || line.starts_with(b"# TYPE ")) {
+            return Some(start);
+        }
+        previous_sample = !comment && !line.is_empty();
+        start = end + 1;
+    }
+    None
+}
+
+/// Parses `input[..at]` and `input[at..]` on two threads. The result is what
+/// one parser reading the whole input returns, or `None` when that is not
+/// certain: when either half has an error (the caller then parses the whole
+/// input again, for the first error in line order), or when a name read in
+/// the second half is one the first half defined, or a `_sum`, `_count` or
+/// `_bucket` of one, so that one parser would have read it differently.
+fn parse_halves(input: &[u8], at: usize) -> Option<Vec<Family>> {
+    let (head, tail) = input.split_at(at);
+    let (first, second) = std::thread::scope(|scope| {
+        let second = std::thread::Builder::new()
+            .spawn_scoped(scope, || {
+                let mut parser = Parser::default();
+                parser.read(tail).ok().map(|_| parser.canonical())
+            })
+            .ok()?;
+        let mut parser = Parser::default();
+        let first = parser
+            .read(head)
+            .ok()
+            .map(|lines| (parser.canonical(), lines));
+        Some((first, second.join().ok().flatten()))
+    })?;
+    let ((mut first, lines), second) = (first?, second?);
+    if second
+        .by_name
+        .keys()
+        .chain(second.aliases.keys())
+        .any(|&name| first.claims(name))
+    {
+        return None;
+    }
+    for mut state in second.states {
+        if let Some(family) = &mut state.family {
+            family.line += lines;
+            for series in &mut family.series {
+                series.line += lines;
+            }
+        }
+        first.states.push(state);
+    }
+    first.finish().ok()
 }
 
 /// What a sample line's name means for the family it resolved to.
@@ -58,6 +136,9 @@ struct Parser<'a> {
     last: Option<(&'a str, usize, Role)>,
     states: Vec<FamilyState>,
     by_name: HashMap<&'a str, usize>,
+    /// `_sum`, `_count` and `_bucket` names resolved to their summary or
+    /// histogram. Their family's type is set for good by then.
+    aliases: HashMap<&'a str, (usize, Role)>,
     labels: Vec<(&'a str, &'a str)>,
     text: String,
 }
@@ -81,7 +162,8 @@ fn find_newline(haystack: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Parser<'a> {
-    fn run(mut self, input: &'a [u8]) -> Result<Vec<Family>, ParseError> {
+    /// Reads every line of `input`; returns the number of lines.
+    fn read(&mut self, input: &'a [u8]) -> Result<u32, ParseError> {
         // One check of the whole input instead of one per name and value;
         // past the first invalid byte, the cursor checks each value itself.
         let valid = match std::str::from_utf8(input) {
@@ -118,12 +200,27 @@ impl<'a> Parser<'a> {
             }
             start = end + 1;
         }
-        self.finish().map_err(|(line, kind)| ParseError {
-            line,
-            column: 1,
-            kind,
-            crlf: false,
-        })
+        Ok(line_no)
+    }
+
+    /// Sorts every family's series, as [`Parser::finish`] would, so that a
+    /// half's thread does it.
+    fn canonical(mut self) -> Self {
+        for family in self.states.iter_mut().filter_map(|s| s.family.as_mut()) {
+            family.canonicalize();
+        }
+        self
+    }
+
+    /// Whether reading `name` after this parser's input would touch one of
+    /// its families.
+    fn claims(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+            || self.aliases.contains_key(name)
+            || ["_count", "_sum", "_bucket"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .any(|base| self.by_name.contains_key(base))
     }
 
     fn line(&mut self, mut c: Cursor<'a>, line_no: u32) -> Step {
@@ -203,6 +300,9 @@ impl<'a> Parser<'a> {
         if let Some(&index) = self.by_name.get(name) {
             return (index, Role::Plain);
         }
+        if let Some(&resolved) = self.aliases.get(name) {
+            return resolved;
+        }
         let parent = |suffix: &str| name.strip_suffix(suffix).filter(|base| !base.is_empty());
         let suffixes = [
             ("_count", Role::Count, true),
@@ -218,6 +318,7 @@ impl<'a> Parser<'a> {
                 if let Some(&index) = self.by_name.get(base) {
                     let state = &self.states[index];
                     if state.family.as_ref().is_some_and(|f| f.kind() == wanted) {
+                        self.aliases.insert(name, (index, role));
                         return (index, role);
                     }
                 }
@@ -445,7 +546,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn finish(self) -> Result<Vec<Family>, (u32, ParseErrorKind)> {
+    fn finish(self) -> Result<Vec<Family>, ParseError> {
+        self.families().map_err(|(line, kind)| ParseError {
+            line,
+            column: 1,
+            kind,
+            crlf: false,
+        })
+    }
+
+    fn families(self) -> Result<Vec<Family>, (u32, ParseErrorKind)> {
         let mut families = Vec::with_capacity(self.states.len());
         let populated: HashMap<&str, usize> = self
             .states
@@ -572,5 +682,143 @@ fn error_at(line: &[u8], line_no: u32, pos: usize, kind: ParseErrorKind) -> Pars
         column,
         kind,
         crlf: line.ends_with(b"\r"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    /// What one parser reading the whole input returns.
+    fn whole(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+        let mut parser = Parser::default();
+        parser.read(input)?;
+        parser.finish()
+    }
+
+    /// Families of every type, about 1.5 MB: large enough to be read in halves.
+    fn large() -> String {
+        let mut text = String::new();
+        for f in 0..400 {
+            let (kind, lines): (&str, &[&str]) = match f % 4 {
+                0 => ("gauge", &[""]),
+                1 => ("counter", &["_total"]),
+                // No `_sum`: a late one must still find its summary.
+                2 => ("summary", &["{quantile=\"0.5\"}", "_count"]),
+                _ => (
+                    "histogram",
+                    &[
+                        "_bucket{le=\"1\"}",
+                        "_bucket{le=\"+Inf\"}",
+                        "_sum",
+                        "_count",
+                    ],
+                ),
+            };
+            let name = if kind == "counter" {
+                format!("c{f}_total")
+            } else {
+                format!("m{f}")
+            };
+            let base = name.trim_end_matches("_total");
+            writeln!(text, "# HELP {name} Family {f}.\n# TYPE {name} {kind}").unwrap();
+            for host in 0..40 {
+                for line in lines {
+                    let (suffix, extra) = match line.split_once('{') {
+                        Some((suffix, labels)) => {
+                            (suffix, format!(",{}", labels.trim_end_matches('}')))
+                        }
+                        None => (*line, String::new()),
+                    };
+                    writeln!(
+                        text,
+                        "{base}{suffix}{{host=\"db{host}.example.com\"{extra}}} {host}"
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        text
+    }
+
+    fn lines(families: &[Family]) -> Vec<(String, u32, Vec<u32>)> {
+        families
+            .iter()
+            .map(|f| {
+                (
+                    f.name().to_owned(),
+                    f.line(),
+                    f.series().map(|s| s.line).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_input_read_in_halves_is_read_as_a_whole() {
+        let input = large();
+        assert!(input.len() >= HALVES_FROM);
+        let at = split_point(input.as_bytes()).expect("a family begins past the middle");
+        assert!(input[at..].starts_with("# HELP "));
+        let halves = parse_halves(input.as_bytes(), at).expect("no name is shared");
+        let whole = whole(input.as_bytes()).unwrap();
+        assert_eq!(halves, whole);
+        assert_eq!(
+            lines(&halves),
+            lines(&whole),
+            "lines count from the start of the input"
+        );
+        assert_eq!(parse(input.as_bytes()).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_name_of_the_first_half_read_again_in_the_second_is_read_as_a_whole() {
+        // Go's parser adds a family's samples to it wherever they come, and a
+        // summary's `_count` belongs to it; a second reader would see new
+        // families of those names.
+        for late in [
+            "m0{host=\"late\"} 1\n",
+            "m2_count{host=\"late\"} 1\n",
+            "m2_sum{host=\"db0.example.com\"} 1\n",
+        ] {
+            let input = format!("{}{late}", large());
+            let at = split_point(input.as_bytes()).unwrap();
+            assert!(parse_halves(input.as_bytes(), at).is_none(), "{late}");
+            assert_eq!(parse(input.as_bytes()), whole(input.as_bytes()), "{late}");
+        }
+    }
+
+    #[test]
+    fn an_error_in_either_half_is_the_first_error_of_the_whole() {
+        let input = large();
+        let total = input.lines().count();
+        for bad_line in [3, total / 2 + 5, total - 1] {
+            let text: String = input
+                .lines()
+                .enumerate()
+                .map(|(i, line)| {
+                    if i + 1 == bad_line {
+                        "m0{host=\"x\" 1\n".to_owned()
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect();
+            let err = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(err.line as usize, bad_line);
+            assert_eq!(Err(err), whole(text.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn small_inputs_and_inputs_without_a_family_start_past_the_middle_are_read_whole() {
+        assert_eq!(
+            split_point(b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n"),
+            None
+        );
+        let samples = "x{i=\"0000000000\"} 1\n".repeat(HALVES_FROM / 10);
+        assert_eq!(split_point(samples.as_bytes()), None);
     }
 }

@@ -1,0 +1,142 @@
+//! Work on large expositions, split over two threads. A cron job's push of
+//! ten series never reaches the threshold; a push of 100,000 does, and then
+//! both cores of a small machine share the parsing, the label injection and
+//! the checks.
+
+use std::sync::{Mutex, PoisonError};
+
+use super::Family;
+
+/// Families with at least this many series between them are worked on by
+/// two threads; below it, a thread's start costs more than it saves.
+pub const TWO_THREADS_FROM: usize = 20_000;
+
+/// The number of series of `families`.
+pub fn series(families: &[Family]) -> usize {
+    families.iter().map(Family::len).sum()
+}
+
+/// Runs `work` on every family: on the caller's thread and one more when the
+/// families hold [`TWO_THREADS_FROM`] series or more, each taking about half
+/// of the series.
+pub fn for_each_family(families: &mut [Family], work: impl Fn(&mut Family) + Sync) {
+    let total = series(families);
+    if total < TWO_THREADS_FROM {
+        families.iter_mut().for_each(work);
+        return;
+    }
+    let mut seen = 0;
+    let half = families
+        .iter()
+        .position(|family| {
+            seen += family.len();
+            seen * 2 >= total
+        })
+        .map_or(families.len(), |i| i + 1);
+    let (first, second) = families.split_at_mut(half);
+    let second = Handover::new(second);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
+            if let Some(half) = second.take() {
+                half.iter_mut().for_each(&work);
+            }
+        });
+        first.iter_mut().for_each(&work);
+        if helper.is_err() {
+            // No thread to be had (a process limit, say): its half is done here.
+            if let Some(half) = second.take() {
+                half.iter_mut().for_each(&work);
+            }
+        }
+    });
+}
+
+/// Runs `a` and `b`: at once, on two threads, when `series` reaches
+/// [`TWO_THREADS_FROM`]; else one after the other.
+///
+/// # Panics
+///
+/// When `a` or `b` panics.
+pub fn both<A: Send, B>(
+    series: usize,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B,
+) -> (A, B) {
+    if series < TWO_THREADS_FROM {
+        return (a(), b());
+    }
+    let a = Handover::new(a);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || a.take().map(|a| a()));
+        let b = b();
+        let a = match helper {
+            Ok(helper) => helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had (a process limit, say): `a` runs here.
+            Err(_) => a.take().map(|a| a()),
+        };
+        (a.expect("`a` ran on one thread or the other"), b)
+    })
+}
+
+/// Work for a helper thread, which the caller does itself when the thread
+/// cannot be started: whoever takes it first.
+struct Handover<T>(Mutex<Option<T>>);
+
+impl<T> Handover<T> {
+    fn new(work: T) -> Self {
+        Self(Mutex::new(Some(work)))
+    }
+
+    fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::exposition::parse::parse;
+    use crate::exposition::render::to_string;
+
+    fn families(count: usize, series: usize) -> Vec<Family> {
+        let mut text = String::new();
+        for f in 0..count {
+            for s in 0..series {
+                writeln!(text, "f{f}{{s=\"{s}\"}} {s}").unwrap();
+            }
+        }
+        parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn every_family_is_worked_on_once_with_two_threads_or_one() {
+        for (count, series) in [(3, 10), (7, TWO_THREADS_FROM / 5), (1, TWO_THREADS_FROM)] {
+            let mut together = families(count, series);
+            for_each_family(&mut together, |f| f.set_labels(&[("job", "j")], &[]));
+            let mut alone = families(count, series);
+            for family in &mut alone {
+                family.set_labels(&[("job", "j")], &[]);
+            }
+            assert_eq!(to_string(&together), to_string(&alone));
+            assert!(to_string(&together).matches("job=\"j\"").count() == count * series);
+        }
+    }
+
+    #[test]
+    fn both_returns_both_results_in_order() {
+        for series in [0, TWO_THREADS_FROM] {
+            let who = std::thread::current().id();
+            let (a, b) = both(series, || (1, std::thread::current().id()), || 2);
+            assert_eq!((a.0, b), (1, 2));
+            assert_eq!(
+                a.1 == who,
+                series == 0,
+                "`a` runs on a thread of its own only when large"
+            );
+        }
+    }
+}
