@@ -184,8 +184,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn input_is_read_whole_past_the_reserve_and_up_to_the_limit() {
-        for len in [0, 5, INPUT_RESERVE, INPUT_RESERVE + 1, 3 * INPUT_RESERVE + 7] {
+    fn input_is_read_whole_around_and_past_the_reserve() {
+        for len in [
+            0,
+            5,
+            INPUT_RESERVE,
+            INPUT_RESERVE + 1,
+            3 * INPUT_RESERVE + 7,
+        ] {
             let bytes = read_input(io::repeat(7).take(len as u64)).unwrap();
             assert_eq!(bytes.len(), len);
             assert!(bytes.iter().all(|&b| b == 7));
