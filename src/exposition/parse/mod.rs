@@ -24,7 +24,7 @@ use super::{Distribution, Family, MetricType, Value};
 /// by name, series sorted by labels, buckets and quantiles by bound.
 ///
 /// A large input is read in two halves on two threads, split where a family
-/// begins; see [`parse_halves`].
+/// begins (`parse_halves`).
 pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
     if let Some(families) = split_point(input).and_then(|at| parse_halves(input, at)) {
         return Ok(families);
