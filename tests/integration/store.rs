@@ -454,33 +454,20 @@ fn exit_codes_are_distinct() {
     // Hold the group's lock: the push gives up with code 4.
     let lock = fs::File::open(d.path().join(".promdrop/locks/j.lock")).unwrap();
     fs2::FileExt::lock_exclusive(&lock).unwrap();
-    let busy = Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["--lock-timeout", "200ms", "push", "j"])
-        .stdin("m 2\n")
-        .run()
-        .status(4);
-    assert!(
-        busy.stderr
-            .contains("group {job=\"j\"} is locked by another writer; gave up after 200ms\n"),
-        "{}",
-        busy.stderr
-    );
-    let at_once = Test::new()
-        .arg("--dir")
-        .arg(d.path())
-        .args(["--lock-timeout", "0", "push", "j"])
-        .stdin("m 2\n")
-        .run()
-        .status(4);
-    assert!(
-        at_once
-            .stderr
-            .contains("; gave up at once (a lock timeout of 0)\n"),
-        "{}",
-        at_once.stderr
-    );
+    for (timeout, gave_up) in [
+        ("200ms", "; gave up after 200ms\n"),
+        ("0", "; gave up at once (a lock timeout of 0)\n"),
+    ] {
+        let busy = Test::new()
+            .arg("--dir")
+            .arg(d.path())
+            .args(["--lock-timeout", timeout, "push", "j"])
+            .stdin("m 2\n")
+            .run()
+            .status(4);
+        let expected = format!("group {{job=\"j\"}} is locked by another writer{gave_up}");
+        assert!(busy.stderr.contains(&expected), "{}", busy.stderr);
+    }
     drop(lock);
     push(d.path(), &["j"], "m 2\n").status(0);
 }

@@ -31,7 +31,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
     }
     let mut parser = Parser::default();
     parser.read(input)?;
-    parser.finish()
+    parser.canonical().finish()
 }
 
 /// Inputs at least this large are parsed in two halves.
@@ -203,8 +203,8 @@ impl<'a> Parser<'a> {
         Ok(line_no)
     }
 
-    /// Sorts every family's series, as [`Parser::finish`] would, so that a
-    /// half's thread does it.
+    /// Sorts every family's series, and their buckets and quantiles: the
+    /// order [`parse`] returns. Each half's thread does it for its own.
     fn canonical(mut self) -> Self {
         for family in self.states.iter_mut().filter_map(|s| s.family.as_mut()) {
             family.canonicalize();
@@ -589,8 +589,7 @@ impl<'a> Parser<'a> {
             }
         }
         for state in self.states {
-            if let Some(mut family) = state.family.filter(|f| !f.is_empty()) {
-                family.canonicalize();
+            if let Some(family) = state.family.filter(|f| !f.is_empty()) {
                 families.push(family);
             }
         }
@@ -695,7 +694,7 @@ mod tests {
     fn whole(input: &[u8]) -> Result<Vec<Family>, ParseError> {
         let mut parser = Parser::default();
         parser.read(input)?;
-        parser.finish()
+        parser.canonical().finish()
     }
 
     /// Families of every type, about 1.5 MB: large enough to be read in halves.
