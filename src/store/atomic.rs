@@ -16,8 +16,7 @@
 use std::fs::{self, File, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::OnceLock;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use super::{StoreError, files};
 
@@ -96,22 +95,68 @@ fn hold(path: &Path) -> Option<File> {
 }
 
 /// Closes a held file on the closer thread, where freeing it overlaps the
-/// server's other requests. The queue is short: a writer waits when the
-/// thread falls behind.
+/// server's other requests. The thread is woken once for a batch: when a
+/// file arrives in an empty queue, it waits [`CLOSE_BATCH`] for more, then
+/// closes them all, so a busy server does not pay a thread wake-up per
+/// write. A writer that finds the queue full closes its file itself.
 fn close_in_background(held: Option<File>) {
-    static CLOSER: OnceLock<Option<SyncSender<File>>> = OnceLock::new();
+    static CLOSER: OnceLock<Option<Closer>> = OnceLock::new();
     let Some(file) = held else { return };
     let closer = CLOSER.get_or_init(|| {
-        let (sender, files) = sync_channel::<File>(64);
         std::thread::Builder::new()
             .name("promdrop-closer".into())
-            .spawn(move || files.into_iter().for_each(drop))
+            .spawn(|| {
+                let closer = CLOSER.wait().as_ref().expect("started with the closer");
+                loop {
+                    closer.take_batch();
+                }
+            })
             .ok()
-            .map(|_| sender)
+            .map(|_| Closer::default())
     });
-    if let Some(sender) = closer {
-        // Fails only once the thread is gone, and then drops the file here.
-        let _ = sender.send(file);
+    match closer {
+        Some(closer) => closer.hand_over(file),
+        None => drop(file),
+    }
+}
+
+/// How long the closer thread waits, once woken, for more files to close.
+const CLOSE_BATCH: std::time::Duration = std::time::Duration::from_millis(5);
+/// The most files the closer's queue holds (each an open descriptor).
+const CLOSE_QUEUE: usize = 64;
+
+/// The closer thread's queue.
+#[derive(Default)]
+struct Closer {
+    queue: Mutex<Vec<File>>,
+    arrived: Condvar,
+}
+
+impl Closer {
+    fn hand_over(&self, file: File) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() >= CLOSE_QUEUE {
+            drop(queue);
+            drop(file);
+            return;
+        }
+        queue.push(file);
+        if queue.len() == 1 {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// Waits for a file, then for [`CLOSE_BATCH`], and closes what came.
+    fn take_batch(&self) {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue = self
+            .arrived
+            .wait_while(queue, |queue| queue.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(queue);
+        std::thread::sleep(CLOSE_BATCH);
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(batch);
     }
 }
 
@@ -200,5 +245,59 @@ mod tests {
         assert_eq!(std::io::read_to_string(reader).unwrap(), "a 1\n");
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
         assert!(fs::read_dir(temp.path()).unwrap().next().is_none());
+    }
+
+    /// How many files under `dir` this process holds open after they were
+    /// replaced or removed.
+    fn held_gone(dir: &Path) -> usize {
+        let prefix = dir.to_string_lossy().into_owned();
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .map(|target| target.to_string_lossy().into_owned())
+            .filter(|target| target.starts_with(&prefix) && target.ends_with(" (deleted)"))
+            .count()
+    }
+
+    #[test]
+    fn replaced_files_are_closed_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let options = WriteOptions {
+            mode: 0o644,
+            fsync: false,
+            close_later: true,
+        };
+        for i in 0..300 {
+            write_atomic(
+                dir.path(),
+                temp.path(),
+                "g.prom",
+                |f| std::io::Write::write_all(f, format!("a {i}\n").as_bytes()),
+                options,
+                || Ok(()),
+                |()| {},
+            )
+            .unwrap();
+        }
+        let start = std::time::Instant::now();
+        while held_gone(dir.path()) > 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "replaced files still held"
+            );
+            std::thread::sleep(CLOSE_BATCH);
+        }
+    }
+
+    #[test]
+    fn the_closers_queue_holds_at_most_its_length_and_a_batch_takes_all() {
+        let closer = Closer::default();
+        for _ in 0..CLOSE_QUEUE + 10 {
+            closer.hand_over(File::open("/dev/null").unwrap());
+        }
+        assert_eq!(closer.queue.lock().unwrap().len(), CLOSE_QUEUE);
+        closer.take_batch();
+        assert!(closer.queue.lock().unwrap().is_empty());
     }
 }

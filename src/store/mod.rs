@@ -434,8 +434,8 @@ pub struct Store {
     /// Whether the directory is group-writable (shared by several users).
     shared: bool,
     /// The fingerprint index as of this store's last write, and what the
-    /// directory looked like then.
-    cache: std::sync::Mutex<Option<(Index, Stamp)>>,
+    /// directory looked like then (no stamp when a watch keeps it current).
+    cache: std::sync::Mutex<Option<(Index, Option<Stamp>)>>,
     /// A server: the index stays in memory, inverted, and its file is
     /// written only by [`Store::flush_index`]; a one-shot process writes the
     /// file after every write.
@@ -610,8 +610,17 @@ impl Store {
         }
         index.refresh(&self.dir, self.max_file_size)?;
         index.save(&self.state, self.lock_mode());
-        *cache = Some((index, Stamp::now(&self.dir, &self.state)));
+        *cache = Some((index, self.stamp()));
         Ok(())
+    }
+
+    /// What the directory and the index file look like now, to tell whether
+    /// a cached index is current; `None` with a watch, which tells that by
+    /// itself and saves the `stat`s.
+    fn stamp(&self) -> Option<Stamp> {
+        self.watch
+            .is_none()
+            .then(|| Stamp::now(&self.dir, &self.state))
     }
 
     /// The index file's content; a long-lived store also inverts it.
@@ -627,26 +636,33 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let now = Stamp::now(&self.dir, &self.state);
-        let changed = self.watch.as_ref().map(|w| w.changed(watch::Reader::Index));
-        match cached {
-            Some((mut index, stamp)) if stamp == now => {
-                // Writes in place and new modes leave the directory as it
-                // was; a watch names the files they touched.
-                match changed {
-                    Some(watch::Changed::Names(names)) => {
+        match (cached, &self.watch) {
+            // The watch names every change since the index was current:
+            // writes by this process, by other promdrop processes and by
+            // other tools alike.
+            (Some((mut index, _)), Some(watch)) => {
+                match watch.changed(watch::Reader::Index) {
+                    watch::Changed::Names(names) => {
                         index.refresh_names(&self.dir, names, self.max_file_size);
                     }
-                    Some(watch::Changed::All) => index.refresh(&self.dir, self.max_file_size)?,
-                    None => {}
+                    watch::Changed::All => index.refresh(&self.dir, self.max_file_size)?,
                 }
                 Ok(index)
             }
-            Some((mut index, stamp)) if stamp.same_index_file(&now) => {
+            (Some((index, Some(stamp))), None) if stamp == Stamp::now(&self.dir, &self.state) => {
+                Ok(index)
+            }
+            (Some((mut index, Some(stamp))), None)
+                if stamp.same_index_file(&Stamp::now(&self.dir, &self.state)) =>
+            {
                 index.refresh(&self.dir, self.max_file_size)?;
                 Ok(index)
             }
             _ => {
+                // The full listing covers whatever the watch holds so far.
+                if let Some(watch) = &self.watch {
+                    let _ = watch.changed(watch::Reader::Index);
+                }
                 let mut index = self.load_index();
                 index.refresh(&self.dir, self.max_file_size)?;
                 Ok(index)
@@ -1196,7 +1212,7 @@ impl GroupLock<'_> {
             if !store.long_lived {
                 index.save(&store.state, store.lock_mode());
             }
-            let stamp = Stamp::now(&store.dir, &store.state);
+            let stamp = store.stamp();
             *store
                 .cache
                 .lock()
