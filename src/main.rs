@@ -17,8 +17,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The static musl build's allocator: see src/allocator.rs.
-#[cfg(target_env = "musl")]
+/// The static musl build's allocator: see src/allocator.rs. Its tests run on
+/// every target.
+#[cfg(any(target_env = "musl", test))]
 mod allocator;
 
 #[cfg(target_env = "musl")]

@@ -73,9 +73,12 @@ pub(crate) fn write_atomic<T>(
         // fdatasync: the data and the size, which is all a rename needs.
         temp.as_file().sync_data().map_err(io("fsync"))?;
     }
-    let held = before_rename()?;
     let target = dir.join(name);
+    // Opened before the caller's last check, which may hold a directory
+    // lock: the caller's group lock keeps other writers from replacing it
+    // meanwhile.
     let replaced = options.close_later.then(|| hold(&target)).flatten();
+    let held = before_rename()?;
     temp.persist(&target)
         .map_err(|e| io("rename into place")(e.error))?;
     after_rename(held);

@@ -27,11 +27,20 @@ pub enum Wait {
 /// Turns at a lock for the threads of this process: a thread waits here,
 /// woken as soon as the one before gives its turn back, instead of polling
 /// the lock's `flock`, which then only waits for other processes.
+///
+/// A thread that finds the turn taken first yields its core and tries again,
+/// up to [`YIELDS`] times, before it sleeps: a turn is short (a final check
+/// and a rename), and a sleeping thread must be woken and scheduled before it
+/// can take its turn, which on a busy machine takes longer than the turn
+/// itself, while every thread behind it waits too.
 #[derive(Debug, Default)]
 pub(crate) struct Turns {
     taken: Mutex<bool>,
     freed: Condvar,
 }
+
+/// How often a thread yields and tries again before it sleeps on a turn.
+const YIELDS: u32 = 50;
 
 /// One thread's turn, given back on drop.
 pub(crate) struct Turn<'a>(&'a Turns);
@@ -43,6 +52,17 @@ impl Turns {
             Wait::No => Duration::ZERO,
             Wait::Up(limit) => limit,
         };
+        if wait != Wait::No {
+            for _ in 0..YIELDS {
+                let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
+                if !*taken {
+                    *taken = true;
+                    return Some(Turn(self));
+                }
+                drop(taken);
+                std::thread::yield_now();
+            }
+        }
         let taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut taken, _) = self
             .freed
@@ -88,33 +108,48 @@ impl FileLock {
             }
             Err(e) => return Err(err(e)),
         };
-        Self::lock(file, path, wait)
+        Ok(wait_for(&file, path, wait)?.then_some(Self { _file: file }))
     }
+}
 
-    /// Takes the lock on a directory itself: a stable inode that no rename
-    /// replaces, and no extra file.
-    pub(crate) fn directory(dir: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let file = File::open(dir).map_err(|source| StoreError::io("open", dir, source))?;
-        Self::lock(file, dir, wait)
+/// An exclusive lock on a file this process keeps open, such as the
+/// directory itself (a stable inode that no rename replaces, and no extra
+/// file), released on drop. The threads of the process must take turns at
+/// it ([`Turns`]): a `flock` belongs to the open file, which they share.
+#[derive(Debug)]
+pub(crate) struct HeldLock<'a>(&'a File);
+
+impl<'a> HeldLock<'a> {
+    /// Takes the lock on `file`, opened from `path`. `Ok(None)` means it is
+    /// held elsewhere and `wait` ran out.
+    pub(crate) fn on(file: &'a File, path: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
+        Ok(wait_for(file, path, wait)?.then_some(Self(file)))
     }
+}
 
-    fn lock(file: File, path: &Path, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let io = |op| move |source| StoreError::io(op, PathBuf::from(path), source);
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match fs2::FileExt::try_lock_exclusive(&file) {
-                Ok(()) => return Ok(Some(Self { _file: file })),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(source) => return Err(io("lock")(source)),
+impl Drop for HeldLock<'_> {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(self.0);
+    }
+}
+
+/// Takes an exclusive `flock` on `file`, retrying with growing pauses until
+/// `wait` runs out; `false` if it did.
+fn wait_for(file: &File, path: &Path, wait: Wait) -> Result<bool, StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match fs2::FileExt::try_lock_exclusive(file) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(source) => return Err(StoreError::io("lock", PathBuf::from(path), source)),
+        }
+        match wait {
+            Wait::Up(limit) if start.elapsed() < limit => {
+                std::thread::sleep(pause.min(limit.saturating_sub(start.elapsed())));
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
-            match wait {
-                Wait::Up(limit) if start.elapsed() < limit => {
-                    std::thread::sleep(pause.min(limit.saturating_sub(start.elapsed())));
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                _ => return Ok(None),
-            }
+            _ => return Ok(false),
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::grouping_key::GroupingKey;
 use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
 use self::index::{Index, Stamp};
 pub use self::lock::Wait;
-use self::lock::{FileLock, Turn, Turns};
+use self::lock::{FileLock, HeldLock, Turn, Turns};
 pub use self::snapshot::{Rendered, RenderedFamily, Snapshot};
 
 const STATE_DIR: &str = ".promdrop";
@@ -429,6 +429,8 @@ struct Seen {
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// The directory, open: the directory lock is a `flock` on it.
+    handle: fs::File,
     state: PathBuf,
     options: StoreOptions,
     /// Whether the directory is group-writable (shared by several users).
@@ -459,7 +461,7 @@ pub struct Store {
 /// The directory lock, as [`Store::lock_directory`] takes it.
 struct DirectoryLock<'a> {
     // Fields drop in order: the flock is free before the next thread's turn.
-    _flock: FileLock,
+    _flock: HeldLock<'a>,
     _turn: Turn<'a>,
 }
 
@@ -518,11 +520,14 @@ impl Store {
                 return Err(StoreError::io("read", options.dir, source));
             }
         };
+        let handle = fs::File::open(&options.dir)
+            .map_err(|source| StoreError::io("open", &options.dir, source))?;
         let state = options.dir.join(STATE_DIR);
         let shared = meta.permissions().mode() & 0o020 != 0;
         Ok((
             Self {
                 dir: options.dir.clone(),
+                handle,
                 state,
                 options,
                 shared,
@@ -584,7 +589,7 @@ impl Store {
             Wait::No => Wait::No,
             Wait::Up(limit) => Wait::Up(limit.saturating_sub(start.elapsed())),
         };
-        let flock = FileLock::directory(&self.dir, left)?.ok_or_else(timeout)?;
+        let flock = HeldLock::on(&self.handle, &self.dir, left)?.ok_or_else(timeout)?;
         Ok(DirectoryLock {
             _flock: flock,
             _turn: turn,
