@@ -19,7 +19,7 @@
 //! it from there. Each thread is given one of [`SHARDS`] shards, in turn; a
 //! shard only ever *tries* its lock, so a thread that finds its shard busy
 //! (more threads than shards) goes to dlmalloc instead of waiting. A class
-//! keeps at most [`KEEP`] blocks per shard; the rest go back to dlmalloc.
+//! keeps at most [`keep`] blocks per shard; the rest go back to dlmalloc.
 
 #![allow(unsafe_code)]
 
@@ -31,14 +31,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use dlmalloc::Dlmalloc;
 
 /// The largest block size the shards keep.
-const SMALL: usize = 256;
-/// Size classes are multiples of this, which is also dlmalloc's alignment.
+const SMALL: usize = 4096;
+/// Size classes up to [`FINE`] bytes are multiples of this, which is also
+/// dlmalloc's alignment; above, powers of two.
 const STEP: usize = 16;
-const CLASSES: usize = SMALL / STEP;
+const FINE: usize = 256;
+const CLASSES: usize = FINE / STEP + (SMALL / FINE).ilog2() as usize;
 /// Shards, each used by the threads given it.
 const SHARDS: usize = 4;
-/// The most blocks of one class a shard keeps.
-const KEEP: u32 = 64;
+/// The most blocks of one class a shard keeps: fewer of the larger classes,
+/// so that all shards together keep about a megabyte at most.
+const fn keep(class: usize) -> u32 {
+    if class < FINE / STEP { 64 } else { 16 }
+}
 
 /// The global allocator.
 pub struct Allocator {
@@ -108,14 +113,24 @@ impl Allocator {
 
 /// The size class of `layout`, if the shards keep blocks of it.
 fn class(layout: Layout) -> Option<usize> {
-    (layout.size() <= SMALL && layout.align() <= STEP)
-        .then(|| layout.size().max(1).div_ceil(STEP) - 1)
+    let size = layout.size().max(1);
+    if size > SMALL || layout.align() > STEP {
+        None
+    } else if size <= FINE {
+        Some(size.div_ceil(STEP) - 1)
+    } else {
+        Some(FINE / STEP - 1 + (size.next_power_of_two() / FINE).ilog2() as usize)
+    }
 }
 
 /// What a block of `class` holds: every small block is this size in dlmalloc,
 /// so that any freed block of a class serves any request of it.
 const fn class_size(class: usize) -> usize {
-    (class + 1) * STEP
+    if class < FINE / STEP {
+        (class + 1) * STEP
+    } else {
+        FINE << (class + 1 - FINE / STEP)
+    }
 }
 
 /// A free block, linked through its first word.
@@ -182,7 +197,7 @@ impl Shard {
     fn keep(&self, class: usize, block: *mut u8) -> bool {
         self.try_with(|lists| {
             let list = &mut lists[class];
-            if list.len >= KEEP {
+            if list.len >= keep(class) {
                 return false;
             }
             // Every small block is aligned to `STEP`, more than a `Node` needs.
@@ -280,7 +295,7 @@ mod tests {
             );
         };
         for round in 0..2000 {
-            let size = 1 + (round * 37 + seed * 11) % 700;
+            let size = 1 + (round * 37 + seed * 11) % 6000;
             let align = [1, 8, 16, 64][round % 4];
             let layout = Layout::from_size_align(size, align).unwrap();
             let block = if round % 3 == 0 {
@@ -303,7 +318,7 @@ mod tests {
             if round % 5 == 4 {
                 // Resize one, keeping its bytes up to the smaller size.
                 let (block, layout, byte) = blocks.swap_remove(round % blocks.len());
-                let new_size = 1 + (round * 53) % 600;
+                let new_size = 1 + (round * 53) % 5000;
                 let moved = unsafe { allocator.realloc(block, layout, new_size) };
                 assert!(!moved.is_null());
                 let kept =
@@ -342,8 +357,8 @@ mod tests {
         for shard in &ALLOCATOR.shards {
             shard
                 .try_with(|lists| {
-                    for list in lists.iter() {
-                        assert!(list.len <= KEEP);
+                    for (class, list) in lists.iter().enumerate() {
+                        assert!(list.len <= keep(class));
                         let (mut node, mut n) = (list.head, 0);
                         while !node.is_null() {
                             n += 1;
@@ -362,9 +377,17 @@ mod tests {
         assert_eq!(class(layout(1, 1)), Some(0));
         assert_eq!(class(layout(16, 16)), Some(0));
         assert_eq!(class(layout(17, 8)), Some(1));
+        assert_eq!(class(layout(FINE, 8)), Some(FINE / STEP - 1));
+        assert_eq!(class(layout(FINE + 1, 8)), Some(FINE / STEP));
+        assert_eq!(class_size(FINE / STEP), 2 * FINE);
+        assert_eq!(class(layout(2 * FINE + 1, 8)), Some(FINE / STEP + 1));
         assert_eq!(class(layout(SMALL, 8)), Some(CLASSES - 1));
+        assert_eq!(class_size(CLASSES - 1), SMALL);
         assert_eq!(class(layout(SMALL + 1, 8)), None);
         assert_eq!(class(layout(8, 32)), None);
-        assert!((0..CLASSES).all(|c| class(layout(class_size(c), 16)) == Some(c)));
+        for c in 0..CLASSES {
+            assert_eq!(class(layout(class_size(c), 16)), Some(c));
+            assert!(c == 0 || class(layout(class_size(c - 1) + 1, 1)) == Some(c));
+        }
     }
 }

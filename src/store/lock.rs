@@ -35,8 +35,15 @@ pub enum Wait {
 /// itself, while every thread behind it waits too.
 #[derive(Debug, Default)]
 pub(crate) struct Turns {
-    taken: Mutex<bool>,
+    state: Mutex<TurnState>,
     freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct TurnState {
+    taken: bool,
+    /// Threads asleep on `freed`: a turn given back wakes one, if any.
+    sleepers: u32,
 }
 
 /// How often a thread yields and tries again before it sleeps on a turn.
@@ -54,32 +61,39 @@ impl Turns {
         };
         if wait != Wait::No {
             for _ in 0..YIELDS {
-                let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
-                if !*taken {
-                    *taken = true;
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if !state.taken {
+                    state.taken = true;
                     return Some(Turn(self));
                 }
-                drop(taken);
+                drop(state);
                 std::thread::yield_now();
             }
         }
-        let taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
-        let (mut taken, _) = self
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.sleepers += 1;
+        let (mut state, _) = self
             .freed
-            .wait_timeout_while(taken, limit, |taken| *taken)
+            .wait_timeout_while(state, limit, |state| state.taken)
             .unwrap_or_else(PoisonError::into_inner);
-        if *taken {
+        state.sleepers -= 1;
+        if state.taken {
             return None;
         }
-        *taken = true;
+        state.taken = true;
         Some(Turn(self))
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        *self.0.taken.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.0.freed.notify_one();
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.taken = false;
+        let sleepers = state.sleepers;
+        drop(state);
+        if sleepers > 0 {
+            self.0.freed.notify_one();
+        }
     }
 }
 
