@@ -19,7 +19,7 @@
 //! it from there. Each thread is given one of [`SHARDS`] shards, in turn; a
 //! shard only ever *tries* its lock, so a thread that finds its shard busy
 //! (more threads than shards) goes to dlmalloc instead of waiting. A class
-//! keeps at most [`keep`] blocks per shard; the rest go back to dlmalloc.
+//! keeps at most [`KEEP`] blocks per shard; the rest go back to dlmalloc.
 
 #![allow(unsafe_code)]
 
@@ -30,20 +30,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dlmalloc::Dlmalloc;
 
-/// The largest block size the shards keep.
-const SMALL: usize = 4096;
-/// Size classes up to [`FINE`] bytes are multiples of this, which is also
-/// dlmalloc's alignment; above, powers of two.
+/// dlmalloc's alignment: its chunks are multiples of it.
 const STEP: usize = 16;
-const FINE: usize = 256;
-const CLASSES: usize = FINE / STEP + (SMALL / FINE).ilog2() as usize;
+/// The usable size of dlmalloc's smallest chunk (32 bytes, less the size
+/// word it keeps in each).
+const MIN_USABLE: usize = 24;
+/// Size classes: the usable sizes of dlmalloc's chunks, from the smallest
+/// up. A small request is served a block of its class, which takes the same
+/// chunk the request would have taken from dlmalloc directly, so keeping
+/// blocks by class wastes no memory.
+const CLASSES: usize = 16;
+/// The largest block size the shards keep.
+const SMALL: usize = class_size(CLASSES - 1);
 /// Shards, each used by the threads given it.
 const SHARDS: usize = 4;
-/// The most blocks of one class a shard keeps: fewer of the larger classes,
-/// so that all shards together keep about a megabyte at most.
-const fn keep(class: usize) -> u32 {
-    if class < FINE / STEP { 64 } else { 16 }
-}
+/// The most blocks of one class a shard keeps (all shards together keep
+/// about half a megabyte at most).
+const KEEP: u32 = 64;
 
 /// The global allocator.
 pub struct Allocator {
@@ -113,24 +116,15 @@ impl Allocator {
 
 /// The size class of `layout`, if the shards keep blocks of it.
 fn class(layout: Layout) -> Option<usize> {
-    let size = layout.size().max(1);
-    if size > SMALL || layout.align() > STEP {
-        None
-    } else if size <= FINE {
-        Some(size.div_ceil(STEP) - 1)
-    } else {
-        Some(FINE / STEP - 1 + (size.next_power_of_two() / FINE).ilog2() as usize)
-    }
+    let size = layout.size();
+    (size <= SMALL && layout.align() <= STEP)
+        .then(|| size.saturating_sub(MIN_USABLE).div_ceil(STEP))
 }
 
 /// What a block of `class` holds: every small block is this size in dlmalloc,
 /// so that any freed block of a class serves any request of it.
 const fn class_size(class: usize) -> usize {
-    if class < FINE / STEP {
-        (class + 1) * STEP
-    } else {
-        FINE << (class + 1 - FINE / STEP)
-    }
+    MIN_USABLE + class * STEP
 }
 
 /// A free block, linked through its first word.
@@ -197,14 +191,14 @@ impl Shard {
     fn keep(&self, class: usize, block: *mut u8) -> bool {
         self.try_with(|lists| {
             let list = &mut lists[class];
-            if list.len >= keep(class) {
+            if list.len >= KEEP {
                 return false;
             }
             // Every small block is aligned to `STEP`, more than a `Node` needs.
             #[allow(clippy::cast_ptr_alignment)]
             let node = block.cast::<Node>();
-            // SAFETY: `block` is a free block of at least `STEP` bytes,
-            // aligned to `STEP`, that nothing else refers to any more.
+            // SAFETY: `block` is a free block of at least `MIN_USABLE`
+            // bytes, aligned to `STEP`, that nothing else refers to any more.
             unsafe { node.write(Node { next: list.head }) };
             list.head = node;
             list.len += 1;
@@ -357,8 +351,8 @@ mod tests {
         for shard in &ALLOCATOR.shards {
             shard
                 .try_with(|lists| {
-                    for (class, list) in lists.iter().enumerate() {
-                        assert!(list.len <= keep(class));
+                    for list in lists {
+                        assert!(list.len <= KEEP);
                         let (mut node, mut n) = (list.head, 0);
                         while !node.is_null() {
                             n += 1;
@@ -374,15 +368,10 @@ mod tests {
     #[test]
     fn classes_cover_small_layouts_only() {
         let layout = |size, align| Layout::from_size_align(size, align).unwrap();
-        assert_eq!(class(layout(1, 1)), Some(0));
-        assert_eq!(class(layout(16, 16)), Some(0));
-        assert_eq!(class(layout(17, 8)), Some(1));
-        assert_eq!(class(layout(FINE, 8)), Some(FINE / STEP - 1));
-        assert_eq!(class(layout(FINE + 1, 8)), Some(FINE / STEP));
-        assert_eq!(class_size(FINE / STEP), 2 * FINE);
-        assert_eq!(class(layout(2 * FINE + 1, 8)), Some(FINE / STEP + 1));
-        assert_eq!(class(layout(SMALL, 8)), Some(CLASSES - 1));
-        assert_eq!(class_size(CLASSES - 1), SMALL);
+        assert_eq!(class(layout(0, 1)), Some(0));
+        assert_eq!(class(layout(MIN_USABLE, 16)), Some(0));
+        assert_eq!(class(layout(MIN_USABLE + 1, 8)), Some(1));
+        assert_eq!(class(layout(256, 8)), Some(CLASSES - 1));
         assert_eq!(class(layout(SMALL + 1, 8)), None);
         assert_eq!(class(layout(8, 32)), None);
         for c in 0..CLASSES {
