@@ -221,29 +221,25 @@ mod tests {
         assert!(hold(&fifo).is_none());
     }
 
+    /// Publishes `text` as `dir/g.prom` the way a server does (the replaced
+    /// file closed later), with temp files in `temp`.
+    fn publish(dir: &Path, temp: &Path, text: &str, fsync: bool) {
+        let options = WriteOptions {
+            mode: 0o644,
+            fsync,
+            close_later: true,
+        };
+        let write = |f: &mut File| std::io::Write::write_all(f, text.as_bytes());
+        write_atomic(dir, temp, "g.prom", write, options, || Ok(()), |()| {}).unwrap();
+    }
+
     #[test]
     fn the_replaced_file_keeps_its_content_for_whoever_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         let temp = tempfile::tempdir().unwrap();
-        let options = WriteOptions {
-            mode: 0o644,
-            fsync: true,
-            close_later: true,
-        };
-        let publish = |text: &'static str| {
-            write_atomic(
-                dir.path(),
-                temp.path(),
-                "g.prom",
-                |f| std::io::Write::write_all(f, text.as_bytes()),
-                options,
-                || Ok(()),
-                |()| {},
-            )
-        };
-        publish("a 1\n").unwrap();
+        publish(dir.path(), temp.path(), "a 1\n", true);
         let reader = File::open(dir.path().join("g.prom")).unwrap();
-        publish("a 2\n").unwrap();
+        publish(dir.path(), temp.path(), "a 2\n", true);
         remove(dir.path(), "g.prom", true, true).unwrap();
         assert_eq!(std::io::read_to_string(reader).unwrap(), "a 1\n");
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
@@ -266,22 +262,8 @@ mod tests {
     fn replaced_files_are_closed_soon() {
         let dir = tempfile::tempdir().unwrap();
         let temp = tempfile::tempdir().unwrap();
-        let options = WriteOptions {
-            mode: 0o644,
-            fsync: false,
-            close_later: true,
-        };
         for i in 0..300 {
-            write_atomic(
-                dir.path(),
-                temp.path(),
-                "g.prom",
-                |f| std::io::Write::write_all(f, format!("a {i}\n").as_bytes()),
-                options,
-                || Ok(()),
-                |()| {},
-            )
-            .unwrap();
+            publish(dir.path(), temp.path(), &format!("a {i}\n"), false);
         }
         let start = std::time::Instant::now();
         while held_gone(dir.path()) > 0 {

@@ -641,38 +641,37 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        match (cached, &self.watch) {
+        if let Some((mut index, stamp)) = cached {
             // The watch names every change since the index was current:
             // writes by this process, by other promdrop processes and by
             // other tools alike.
-            (Some((mut index, _)), Some(watch)) => {
+            if let Some(watch) = &self.watch {
                 match watch.changed(watch::Reader::Index) {
                     watch::Changed::Names(names) => {
                         index.refresh_names(&self.dir, names, self.max_file_size);
                     }
                     watch::Changed::All => index.refresh(&self.dir, self.max_file_size)?,
                 }
-                Ok(index)
+                return Ok(index);
             }
-            (Some((index, Some(stamp))), None) if stamp == Stamp::now(&self.dir, &self.state) => {
-                Ok(index)
-            }
-            (Some((mut index, Some(stamp))), None)
-                if stamp.same_index_file(&Stamp::now(&self.dir, &self.state)) =>
-            {
-                index.refresh(&self.dir, self.max_file_size)?;
-                Ok(index)
-            }
-            _ => {
-                // The full listing covers whatever the watch holds so far.
-                if let Some(watch) = &self.watch {
-                    let _ = watch.changed(watch::Reader::Index);
+            let now = Stamp::now(&self.dir, &self.state);
+            match stamp {
+                Some(stamp) if stamp == now => return Ok(index),
+                // Only other tools wrote: the index file is still this one's.
+                Some(stamp) if stamp.same_index_file(&now) => {
+                    index.refresh(&self.dir, self.max_file_size)?;
+                    return Ok(index);
                 }
-                let mut index = self.load_index();
-                index.refresh(&self.dir, self.max_file_size)?;
-                Ok(index)
+                _ => {}
             }
         }
+        // The full listing covers whatever the watch holds so far.
+        if let Some(watch) = &self.watch {
+            let _ = watch.changed(watch::Reader::Index);
+        }
+        let mut index = self.load_index();
+        index.refresh(&self.dir, self.max_file_size)?;
+        Ok(index)
     }
 
     /// The directory.
