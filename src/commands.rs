@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use crate::cli::{ExpireMode, ListFormat, PushOptions};
 use crate::duration::{human, timestamp};
 use crate::exit::Exit;
-use crate::exposition::parse::parse;
+use crate::exposition::parse::parse_injected;
 use crate::grouping_key::GroupingKey;
 use crate::store::{Expired, GroupInfo, SkipReason, Store, StoreError, StoreOptions};
 
@@ -35,7 +35,10 @@ pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
         );
         Ok(Exit::InvalidInput)
     };
-    let families = match parse(&bytes) {
+    // The grouping labels are merged in as the input is read, which spares
+    // the store a pass over every series to do it.
+    let injection = options.key.injection(&options.store.job_label);
+    let families = match parse_injected(&bytes, &injection) {
         Ok(families) => families,
         Err(err) => return refused(&[format!("{name}:{}:{}: {err}", err.line, err.column)]),
     };

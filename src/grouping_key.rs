@@ -14,12 +14,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::exposition::Family;
 use crate::exposition::parallel::for_each_family;
 use crate::exposition::validate::is_label_name;
+use crate::exposition::{Family, Injection};
 
 /// The longest file stem kept readable; longer ones are hashed. Leaves room
 /// under the 255-byte name limit for `.prom` and for temp-file decorations.
@@ -160,17 +161,23 @@ impl GroupingKey {
         out
     }
 
-    /// Sets the grouping labels on every series, as the Pushgateway does:
-    /// they override body labels of the same name, and `instance=""` is added
-    /// where there is no instance label. The job is written under
+    /// The grouping labels as the Pushgateway sets them on every series:
+    /// they override body labels of the same name, and `instance=""` is
+    /// added where there is no instance label. The job is written under
     /// `job_label` (normally `job`).
-    pub fn inject(&self, families: &mut [Family], job_label: &str) {
+    pub fn injection(&self, job_label: &str) -> Arc<Injection> {
         let mut set: Vec<(&str, &str)> = vec![(job_label, self.job.as_str())];
         set.extend(self.labels());
-        set.sort_by(|a, b| a.0.cmp(b.0));
-        for_each_family(families, |family| {
-            family.set_labels(&set, &[("instance", "")]);
-        });
+        Arc::new(Injection::new(&set, &[("instance", "")]))
+    }
+
+    /// Sets [`GroupingKey::injection`] on every series. Families the parser
+    /// already merged it into are left as they are.
+    pub fn inject(&self, families: &mut [Family], job_label: &str) {
+        let injection = self.injection(job_label);
+        if families.iter().any(|family| !family.carries(&injection)) {
+            for_each_family(families, |family| family.set_labels(&injection));
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod validate;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// The metric types node_exporter's textfile collector and the Pushgateway
 /// accept. `gauge_histogram` is deliberately absent: node_exporter 1.5.0
@@ -146,6 +147,9 @@ pub struct Family {
     /// reading them all again. The parser vouches for what it read; every
     /// other way of adding labels clears this unless it checked them.
     label_names_ok: bool,
+    /// The injection every series is known to carry, if any: see
+    /// [`Family::set_labels`].
+    injected: Option<Arc<Injection>>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +171,7 @@ impl Family {
             arena: String::new(),
             line: 0,
             label_names_ok: true,
+            injected: None,
         }
     }
 
@@ -271,6 +276,7 @@ impl Family {
     }
 
     fn push_span(&mut self, start: usize, value: Value, line: u32) -> usize {
+        self.injected = None;
         self.series.push(Series {
             start: start as u32,
             len: (self.arena.len() - start) as u32,
@@ -290,88 +296,37 @@ impl Family {
         &mut self.series[index].value
     }
 
-    /// Sets labels on every series: each of `set` replaces a label of the
-    /// same name or is added; each of `defaults` is added where the series
-    /// has no label of that name. Both must be sorted by name. Works on the
-    /// canonical text directly, one merge per series.
-    pub fn set_labels(&mut self, set: &[(&str, &str)], defaults: &[(&str, &str)]) {
-        let mut extra: Vec<(&str, String, bool)> = Vec::with_capacity(set.len() + defaults.len());
-        for (name, value, overrides) in set
-            .iter()
-            .map(|(n, v)| (n, v, true))
-            .chain(defaults.iter().map(|(n, v)| (n, v, false)))
-        {
-            if extra.iter().any(|(n, _, _)| n == name) {
-                continue;
-            }
-            if !validate::is_plain_label_name(name, self.kind) {
-                self.label_names_ok = false;
-            }
-            let mut escaped = String::with_capacity(value.len());
-            escape_label_value(&mut escaped, value);
-            extra.push((name, escaped, overrides));
+    /// Merges `injection` into the labels of every series, then sorts the
+    /// series again. Nothing is done when the family already carries an
+    /// equal injection: it is idempotent.
+    pub fn set_labels(&mut self, injection: &Arc<Injection>) {
+        if self.carries(injection) {
+            return;
         }
-        extra.sort_by(|a, b| a.0.cmp(b.0));
         let old = std::mem::take(&mut self.arena);
-        self.arena.reserve(
-            old.len()
-                + self.series.len()
-                    * extra
-                        .iter()
-                        .map(|(n, v, _)| n.len() + v.len() + 4)
-                        .sum::<usize>(),
-        );
+        self.arena
+            .reserve(old.len() + self.series.len() * injection.longest_addition());
         for s in &mut self.series {
             let start = self.arena.len();
             let text = &old[s.start as usize..(s.start + s.len) as usize];
-            let mut existing = raw_pairs(text).peekable();
-            let mut added = extra.iter().peekable();
-            let mut first = true;
-            let mut emit = |arena: &mut String, name: &str, raw: &str| {
-                if !first {
-                    arena.push(',');
-                }
-                first = false;
-                arena.push_str(name);
-                arena.push_str("=\"");
-                arena.push_str(raw);
-                arena.push('"');
-            };
-            loop {
-                match (existing.peek(), added.peek()) {
-                    (None, None) => break,
-                    (Some(&(name, raw)), None) => {
-                        emit(&mut self.arena, name, raw);
-                        existing.next();
-                    }
-                    (None, Some((name, value, _))) => {
-                        emit(&mut self.arena, name, value);
-                        added.next();
-                    }
-                    (Some(&(name, raw)), Some((extra_name, value, overrides))) => {
-                        match name.cmp(extra_name) {
-                            std::cmp::Ordering::Less => {
-                                emit(&mut self.arena, name, raw);
-                                existing.next();
-                            }
-                            std::cmp::Ordering::Greater => {
-                                emit(&mut self.arena, extra_name, value);
-                                added.next();
-                            }
-                            std::cmp::Ordering::Equal => {
-                                let raw = if *overrides { value.as_str() } else { raw };
-                                emit(&mut self.arena, name, raw);
-                                existing.next();
-                                added.next();
-                            }
-                        }
-                    }
-                }
-            }
+            injection.merge(raw_pairs(text), &mut self.arena);
             s.start = start as u32;
             s.len = (self.arena.len() - start) as u32;
         }
         self.canonicalize();
+        self.carry(injection);
+    }
+
+    /// Whether every series is known to carry `injection` already.
+    pub fn carries(&self, injection: &Injection) -> bool {
+        self.injected.as_deref() == Some(injection)
+    }
+
+    /// Records that every series already carries `injection`, which the
+    /// parser merged in as it read them.
+    fn carry(&mut self, injection: &Arc<Injection>) {
+        self.label_names_ok &= injection.names_are_plain(self.kind);
+        self.injected = Some(Arc::clone(injection));
     }
 
     /// Appends the series of `other`, a family of the same name and type (a
@@ -432,6 +387,105 @@ impl PartialEq for Family {
                 .series()
                 .zip(other.series())
                 .all(|(a, b)| a.labels.as_text() == b.labels.as_text() && a.value == b.value)
+    }
+}
+
+/// Labels merged into every series of a push, as the Pushgateway merges a
+/// group's: each overriding one replaces a series' label of the same name
+/// or is added, and each default (`instance=""`) is added where a series
+/// has no label of its name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Injection {
+    /// `(name, escaped value, overrides)`, sorted by name, one per name.
+    labels: Vec<(String, String, bool)>,
+}
+
+impl Injection {
+    /// What no label is merged with: plain parsing.
+    pub(crate) const NONE: Self = Self { labels: Vec::new() };
+
+    /// The labels `set` override, `defaults` are added where absent. The
+    /// first of a name wins, and `set` comes first.
+    pub fn new(set: &[(&str, &str)], defaults: &[(&str, &str)]) -> Self {
+        let mut labels: Vec<(String, String, bool)> = Vec::new();
+        let all = set.iter().map(|l| (l, true));
+        for ((name, value), overrides) in all.chain(defaults.iter().map(|l| (l, false))) {
+            if labels.iter().all(|(n, _, _)| n != name) {
+                let mut escaped = String::with_capacity(value.len());
+                escape_label_value(&mut escaped, value);
+                labels.push(((*name).to_owned(), escaped, overrides));
+            }
+        }
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        Self { labels }
+    }
+
+    /// Appends to `out` the canonical text of `existing` (a series' `(name,
+    /// escaped value)` pairs, sorted by name) with these labels merged in.
+    /// Returns whether the merge may have lost information: whether it
+    /// replaced a label, or met a default already set to its value, so that
+    /// another label set could have given the same text.
+    fn merge<'a>(
+        &self,
+        existing: impl Iterator<Item = (&'a str, &'a str)>,
+        out: &mut String,
+    ) -> bool {
+        let mut lossy = false;
+        let mut existing = existing.peekable();
+        let mut added = self.labels.iter().peekable();
+        let mut first = true;
+        let mut emit = |out: &mut String, name: &str, raw: &str| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(name);
+            out.push_str("=\"");
+            out.push_str(raw);
+            out.push('"');
+        };
+        loop {
+            let order = match (existing.peek(), added.peek()) {
+                (None, None) => return lossy,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((name, _)), Some((added_name, _, _))) => (*name).cmp(added_name.as_str()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let (name, raw) = existing.next().expect("peeked");
+                    emit(out, name, raw);
+                }
+                std::cmp::Ordering::Greater => {
+                    let (name, value, _) = added.next().expect("peeked");
+                    emit(out, name, value);
+                }
+                std::cmp::Ordering::Equal => {
+                    let ((name, raw), (_, value, overrides)) = (
+                        existing.next().expect("peeked"),
+                        added.next().expect("peeked"),
+                    );
+                    lossy |= *overrides || raw == value;
+                    emit(out, name, if *overrides { value } else { raw });
+                }
+            }
+        }
+    }
+
+    /// The most a merge can add to a series' canonical text.
+    fn longest_addition(&self) -> usize {
+        self.labels
+            .iter()
+            .map(|(n, v, _)| n.len() + v.len() + 4)
+            .sum()
+    }
+
+    /// Whether every name merged in is a plain label name for `kind`, one
+    /// [`validate`](mod@validate) need not look at again.
+    fn names_are_plain(&self, kind: MetricType) -> bool {
+        self.labels
+            .iter()
+            .all(|(name, _, _)| validate::is_plain_label_name(name, kind))
     }
 }
 

@@ -12,57 +12,54 @@ use super::Family;
 pub const TWO_THREADS_FROM: usize = 20_000;
 
 /// The number of series of `families`.
-pub fn series(families: &[Family]) -> usize {
+fn series(families: &[Family]) -> usize {
     families.iter().map(Family::len).sum()
+}
+
+/// Where the second half of `families` starts: the first family past the
+/// one that brings the series counted to half of them.
+fn halfway(families: &[Family]) -> usize {
+    let total = series(families);
+    let mut seen = 0;
+    families
+        .iter()
+        .position(|family| {
+            seen += family.len();
+            seen * 2 >= total
+        })
+        .map_or(families.len(), |i| i + 1)
 }
 
 /// Runs `work` on every family: on the caller's thread and one more when the
 /// families hold [`TWO_THREADS_FROM`] series or more, each taking about half
 /// of the series.
 pub fn for_each_family(families: &mut [Family], work: impl Fn(&mut Family) + Sync) {
-    let total = series(families);
-    if total < TWO_THREADS_FROM {
-        families.iter_mut().for_each(work);
-        return;
-    }
-    let mut seen = 0;
-    let half = families
-        .iter()
-        .position(|family| {
-            seen += family.len();
-            seen * 2 >= total
-        })
-        .map_or(families.len(), |i| i + 1);
-    let (first, second) = families.split_at_mut(half);
-    let second = Handover::new(second);
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
-            if let Some(half) = second.take() {
-                half.iter_mut().for_each(&work);
-            }
-        });
-        first.iter_mut().for_each(&work);
-        if helper.is_err() {
-            // No thread to be had (a process limit, say): its half is done here.
-            if let Some(half) = second.take() {
-                half.iter_mut().for_each(&work);
-            }
-        }
-    });
+    let large = is_large(families);
+    let (first, second) = families.split_at_mut(halfway(families));
+    both(
+        large,
+        || second.iter_mut().for_each(&work),
+        || first.iter_mut().for_each(&work),
+    );
 }
 
-/// Runs `a` and `b`: at once, on two threads, when `series` reaches
-/// [`TWO_THREADS_FROM`]; else one after the other.
+/// Whether `families` are large enough to be worked on by two threads.
+pub fn is_large(families: &[Family]) -> bool {
+    series(families) >= TWO_THREADS_FROM
+}
+
+/// Runs `a` and `b`: at once, on two threads, when `two_threads`; else one
+/// after the other.
 ///
 /// # Panics
 ///
 /// When `a` or `b` panics.
 pub fn both<A: Send, B>(
-    series: usize,
+    two_threads: bool,
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B,
 ) -> (A, B) {
-    if series < TWO_THREADS_FROM {
+    if !two_threads {
         return (a(), b());
     }
     let a = Handover::new(a);
@@ -97,8 +94,10 @@ impl<T> Handover<T> {
 #[cfg(test)]
 mod tests {
     use std::fmt::Write as _;
+    use std::sync::Arc;
 
     use super::*;
+    use crate::exposition::Injection;
     use crate::exposition::parse::parse;
     use crate::exposition::render::to_string;
 
@@ -116,10 +115,11 @@ mod tests {
     fn every_family_is_worked_on_once_with_two_threads_or_one() {
         for (count, series) in [(3, 10), (7, TWO_THREADS_FROM / 5), (1, TWO_THREADS_FROM)] {
             let mut together = families(count, series);
-            for_each_family(&mut together, |f| f.set_labels(&[("job", "j")], &[]));
+            let injection = Arc::new(Injection::new(&[("job", "j")], &[]));
+            for_each_family(&mut together, |f| f.set_labels(&injection));
             let mut alone = families(count, series);
             for family in &mut alone {
-                family.set_labels(&[("job", "j")], &[]);
+                family.set_labels(&injection);
             }
             assert_eq!(to_string(&together), to_string(&alone));
             assert!(to_string(&together).matches("job=\"j\"").count() == count * series);
@@ -128,14 +128,14 @@ mod tests {
 
     #[test]
     fn both_returns_both_results_in_order() {
-        for series in [0, TWO_THREADS_FROM] {
+        for two_threads in [false, true] {
             let who = std::thread::current().id();
-            let (a, b) = both(series, || (1, std::thread::current().id()), || 2);
+            let (a, b) = both(two_threads, || (1, std::thread::current().id()), || 2);
             assert_eq!((a.0, b), (1, 2));
             assert_eq!(
-                a.1 == who,
-                series == 0,
-                "`a` runs on a thread of its own only when large"
+                a.1 != who,
+                two_threads,
+                "`a` runs on a thread of its own only when asked"
             );
         }
     }

@@ -1,12 +1,19 @@
 //! Table tests for every parse and validation rule, with the exact message,
 //! and the round-trip property `parse(render(x)) == x`.
 
+use std::fmt::Write as _;
+use std::sync::Arc;
+
 use proptest::prelude::*;
 
-use super::parse::parse;
+use super::parse::{parse, parse_injected};
 use super::render::to_string;
 use super::validate::{Source, validate};
-use super::{Distribution, Family, MetricType, Value};
+use super::{Distribution, Family, Injection, MetricType, Value};
+
+fn injection(set: &[(&str, &str)], defaults: &[(&str, &str)]) -> Arc<Injection> {
+    Arc::new(Injection::new(set, defaults))
+}
 
 /// Parses `input` and returns the canonical rendering, or `line:col: message`.
 fn outcome(input: &str) -> String {
@@ -633,9 +640,65 @@ proptest! {
             expected.push(&refs(&pairs(&map)), Value::Single(f64::from(i)));
         }
         expected.canonicalize();
-        edited.set_labels(&refs(&set), &refs(&defaults));
+        edited.set_labels(&injection(&refs(&set), &refs(&defaults)));
         let texts = |f: &Family| f.series().map(|s| s.labels.as_text().to_owned()).collect::<Vec<_>>();
         prop_assert_eq!(texts(&edited), texts(&expected));
+    }
+
+    /// Merging the labels while parsing gives what parsing and then merging
+    /// gives, refusals included; also where a body label is replaced or a
+    /// default is already set, so that series of a summary or histogram
+    /// could merge.
+    #[test]
+    fn parse_injected_agrees_with_parse_then_set_labels(
+        lines in prop::collection::vec(
+            (
+                0..7usize,
+                prop::collection::btree_map("a|job|instance", "|1|2", 0..3),
+                0..2usize,
+                0..2usize,
+            ),
+            1..12,
+        ),
+        job in "1|2",
+        with_a in any::<bool>(),
+    ) {
+        let mut text = String::from("# TYPE h histogram\n# TYPE s summary\n");
+        for (name, labels, bound, value) in &lines {
+            let (name, bound_label) = [
+                ("g", None),
+                ("h_bucket", Some(("le", ["1", "+Inf"][*bound]))),
+                ("h_sum", None),
+                ("h_count", None),
+                ("s", Some(("quantile", ["0.5", "0.9"][*bound]))),
+                ("s_sum", None),
+                ("s_count", None),
+            ][*name];
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .chain(bound_label)
+                .map(|(n, v)| format!("{n}=\"{v}\""))
+                .collect();
+            writeln!(text, "{name}{{{}}} {value}", pairs.join(",")).unwrap();
+        }
+        let mut set = vec![("job", job.as_str())];
+        if with_a {
+            set.push(("a", "1"));
+        }
+        let injection = injection(&set, &[("instance", "")]);
+        let merged_after = parse(text.as_bytes()).map(|mut families| {
+            for family in &mut families {
+                family.set_labels(&injection);
+            }
+            families
+        });
+        let merged_while = parse_injected(text.as_bytes(), &injection);
+        prop_assert_eq!(&merged_while, &merged_after, "{}", text);
+        if let Ok(families) = &merged_while {
+            prop_assert!(families.iter().all(|f| f.carries(&injection)));
+            prop_assert_eq!(violations(families), violations(&merged_after.unwrap()));
+        }
     }
 }
 
@@ -660,10 +723,10 @@ fn model_helpers() {
     );
     assert_eq!(Value::Single(f64::NAN), Value::Single(f64::NAN));
     assert_eq!(Value::Single(0.0), Value::Single(-0.0));
-    f.set_labels(
+    f.set_labels(&injection(
         &[("b", "new\"q"), ("z", "2")],
         &[("a", "ignored"), ("c", "")],
-    );
+    ));
     assert_eq!(
         f.series().next().unwrap().labels.as_text(),
         r#"a="q\"u\\o\nte",b="new\"q",c="",z="2""#
@@ -676,9 +739,9 @@ fn model_helpers() {
 fn validates_label_names_added_after_parsing() {
     let parsed = |text: &str| parse(text.as_bytes()).expect("test input parses");
     let mut reserved = parsed("m{a=\"1\"} 1\n");
-    reserved[0].set_labels(&[("__x", "1")], &[]);
+    reserved[0].set_labels(&injection(&[("__x", "1")], &[]));
     let mut bound = parsed("# TYPE h histogram\nh_sum 1\n");
-    bound[0].set_labels(&[], &[("le", "1")]);
+    bound[0].set_labels(&injection(&[], &[("le", "1")]));
     let mut absorbed = parsed("n 1\n");
     let mut built = Family::new("n", MetricType::Untyped);
     built.push(&[("bad-label", "1")], Value::Single(1.0));

@@ -6,14 +6,20 @@
 //! the temp file is removed, so a crash at any point leaves the old file or
 //! the new one, never a torn one.
 //!
-//! In a server, the file a rename replaces, or an unlink removes, is held
-//! open across it and closed later on a thread of its own. On ext4 the last
-//! close frees the file's blocks, and with the `discard` mount option on a
-//! filesystem without a journal it waits for the device to discard them:
-//! about 0.15 ms per replaced file on the machine of BENCHMARKS.md, which
-//! the rename, and the directory lock held across it, then no longer pay.
+//! The file a rename replaces, or an unlink removes, is held open across it
+//! and closed after it: in a server later, on a thread of its own; in a
+//! one-shot process at once, or on a thread of its own when it is large. On
+//! ext4 the last close frees the file's blocks, and with the `discard` mount
+//! option on a filesystem without a journal it waits for the device to
+//! discard them: about 0.15 ms per replaced file of a few kilobytes on the
+//! machine of BENCHMARKS.md, which the rename, and the directory lock held
+//! across it, then no longer pay.
+//!
+//! A temp file to be fsynced is sent to disk as it is written (see
+//! [`Writeback`]), so that the fsync of a large one waits for little.
 
 use std::fs::{self, File, Permissions};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
@@ -32,8 +38,9 @@ pub(crate) struct WriteOptions {
     /// fsync the file before the rename and the directory after it.
     pub fsync: bool,
     /// Close the replaced file on the closer thread: for a server, where
-    /// that overlaps its other requests. A one-shot process would wait for
-    /// it at exit anyway, and pay for the thread.
+    /// that overlaps its other requests. A one-shot process closes a large
+    /// one on a thread of its own ([`CLOSE_ALONE_FROM`]), and a small one
+    /// at once.
     pub close_later: bool,
 }
 
@@ -50,14 +57,14 @@ pub(crate) fn write_atomic<T>(
     dir: &Path,
     temp_dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
     after_rename: impl FnOnce(T),
 ) -> Result<(), StoreError> {
     let io = |op: &'static str| move |source| StoreError::io(op, dir.join(name), source);
     let stem = name.strip_suffix(".prom").unwrap_or(name);
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{stem}."))
         .rand_bytes(8)
         .tempfile_in(temp_dir)
@@ -65,7 +72,7 @@ pub(crate) fn write_atomic<T>(
     // Held until the temp file is renamed in or removed: `expire` removes
     // only temp files nobody holds, those of writers that died.
     let _ = fs2::FileExt::try_lock_exclusive(temp.as_file());
-    write(temp.as_file_mut()).map_err(io("write"))?;
+    write(&mut Writeback::new(temp.as_file(), options.fsync)).map_err(io("write"))?;
     temp.as_file()
         .set_permissions(Permissions::from_mode(options.mode))
         .map_err(io("set the mode of"))?;
@@ -77,24 +84,108 @@ pub(crate) fn write_atomic<T>(
     // Opened before the caller's last check, which may hold a directory
     // lock: the caller's group lock keeps other writers from replacing it
     // meanwhile.
-    let replaced = options.close_later.then(|| hold(&target)).flatten();
+    let replaced = hold(&target);
     let held = before_rename()?;
     temp.persist(&target)
         .map_err(|e| io("rename into place")(e.error))?;
     after_rename(held);
-    close_in_background(replaced);
+    release(replaced, options.close_later);
     if options.fsync {
         sync_dir(dir).map_err(io("fsync the directory after writing"))?;
     }
     Ok(())
 }
 
+/// The temp file as the caller writes it. When it is to be fsynced, the
+/// writeback of every [`WRITEBACK_EVERY`] bytes is started as soon as they
+/// are written (`sync_file_range`), so that the disk writes the start of a
+/// large file while the rest is rendered, and the fsync waits only for the
+/// end of it.
+struct Writeback<'a> {
+    file: &'a File,
+    written: u64,
+    started: u64,
+    start_early: bool,
+}
+
+/// See [`Writeback`]: a cron job's group of a few kilobytes never reaches it.
+const WRITEBACK_EVERY: u64 = 1 << 20;
+
+impl<'a> Writeback<'a> {
+    fn new(file: &'a File, start_early: bool) -> Self {
+        Self {
+            file,
+            written: 0,
+            started: 0,
+            start_early,
+        }
+    }
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.written += n as u64;
+        if self.start_early && self.written - self.started >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts writing `len` bytes of `file` from `offset` to disk, without
+/// waiting for it. Only a head start: the fsync that follows is what makes
+/// the file durable, so a failure here is ignored.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for as long as `file` is borrowed, and
+    // the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+
 /// Opens `path` to hold it across a rename over it or its removal, so that
-/// its last close comes later, in [`close_in_background`]. `None` when it is
-/// missing, not a regular file, or a symlink (not followed): the rename or
-/// unlink then frees it, as it would anyway.
+/// its last close comes later, in [`release`]. `None` when it is missing,
+/// not a regular file, or a symlink (not followed): the rename or unlink
+/// then frees it, as it would anyway.
 fn hold(path: &Path) -> Option<File> {
     files::open_state_file(path, false, None).ok()
+}
+
+/// A one-shot process closes a replaced or removed file at least this large
+/// on a thread of its own, started right after the rename or unlink, so
+/// that freeing its blocks (about 4 ms for 8.8 MB on the machine of
+/// BENCHMARKS.md) overlaps the rest of the write and the process's exit.
+/// The thread is not joined: an exit waits for a close under way, and closes
+/// the file itself if the thread never ran. Below this size, a thread costs
+/// more than it saves.
+const CLOSE_ALONE_FROM: u64 = 1 << 20;
+
+/// Closes a file held by [`hold`], now that it is replaced or removed: on
+/// the closer thread when `close_later` (a server), else on a thread of its
+/// own when it is large, else here.
+fn release(held: Option<File>, close_later: bool) {
+    let Some(file) = held else { return };
+    if close_later {
+        close_in_background(file);
+    } else if file.metadata().is_ok_and(|m| m.len() >= CLOSE_ALONE_FROM) {
+        // When no thread can be had, the file is closed here, as it is dropped.
+        let _ = std::thread::Builder::new().spawn(move || drop(file));
+    }
 }
 
 /// Closes a held file on the closer thread, where freeing it overlaps the
@@ -102,9 +193,8 @@ fn hold(path: &Path) -> Option<File> {
 /// file arrives in an empty queue, it waits [`CLOSE_BATCH`] for more, then
 /// closes them all, so a busy server does not pay a thread wake-up per
 /// write. A writer that finds the queue full closes its file itself.
-fn close_in_background(held: Option<File>) {
+fn close_in_background(file: File) {
     static CLOSER: OnceLock<Option<Closer>> = OnceLock::new();
-    let Some(file) = held else { return };
     let closer = CLOSER.get_or_init(|| {
         std::thread::Builder::new()
             .name("promdrop-closer".into())
@@ -168,8 +258,9 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Removes `dir/name` and makes that durable (`fsync`), closing it on the
-/// closer thread (`close_later`, as for a write); a missing file is no error.
+/// Removes `dir/name` and makes that durable (`fsync`), closing it as a
+/// write closes the file it replaces (`close_later`); a missing file is no
+/// error.
 pub(crate) fn remove(
     dir: &Path,
     name: &str,
@@ -177,10 +268,10 @@ pub(crate) fn remove(
     close_later: bool,
 ) -> Result<bool, StoreError> {
     let path = dir.join(name);
-    let removed = close_later.then(|| hold(&path)).flatten();
+    let removed = hold(&path);
     match fs::remove_file(&path) {
         Ok(()) => {
-            close_in_background(removed);
+            release(removed, close_later);
             if fsync {
                 sync_dir(dir).map_err(|source| {
                     StoreError::io("fsync the directory after removing", path, source)
@@ -229,7 +320,7 @@ mod tests {
             fsync,
             close_later: true,
         };
-        let write = |f: &mut File| std::io::Write::write_all(f, text.as_bytes());
+        let write = |f: &mut dyn Write| f.write_all(text.as_bytes());
         write_atomic(dir, temp, "g.prom", write, options, || Ok(()), |()| {}).unwrap();
     }
 
@@ -272,6 +363,64 @@ mod tests {
                 "replaced files still held"
             );
             std::thread::sleep(CLOSE_BATCH);
+        }
+    }
+
+    #[test]
+    fn a_one_shot_process_closes_a_large_replaced_file_on_a_thread_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let large = "a 1\n".repeat(usize::try_from(CLOSE_ALONE_FROM).unwrap() / 4 + 1);
+        let options = WriteOptions {
+            mode: 0o644,
+            fsync: false,
+            close_later: false,
+        };
+        for text in [large.as_str(), large.as_str(), "a 2\n", "a 3\n"] {
+            let write = |f: &mut dyn Write| f.write_all(text.as_bytes());
+            write_atomic(
+                dir.path(),
+                temp.path(),
+                "g.prom",
+                write,
+                options,
+                || Ok(()),
+                |()| {},
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            fs::read_to_string(dir.path().join("g.prom")).unwrap(),
+            "a 3\n"
+        );
+        let start = std::time::Instant::now();
+        while held_gone(dir.path()) > 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "a replaced file is still held"
+            );
+            std::thread::sleep(CLOSE_BATCH);
+        }
+    }
+
+    #[test]
+    fn writeback_starts_for_every_megabyte_written_when_the_file_is_to_be_synced() {
+        let chunk = vec![b'x'; 64 << 10];
+        for start_early in [true, false] {
+            let file = tempfile::tempfile().unwrap();
+            let mut out = Writeback::new(&file, start_early);
+            for _ in 0..40 {
+                out.write_all(&chunk).unwrap();
+            }
+            let written = 40 * chunk.len() as u64;
+            assert_eq!(out.written, written);
+            let expected = if start_early {
+                written / WRITEBACK_EVERY * WRITEBACK_EVERY
+            } else {
+                0
+            };
+            assert_eq!(out.started, expected, "start_early: {start_early}");
+            assert_eq!(file.metadata().unwrap().len(), written);
         }
     }
 

@@ -1174,7 +1174,7 @@ impl GroupLock<'_> {
             families: &group.families,
         }];
         let (problems, print) = parallel::both(
-            parallel::series(&group.families),
+            parallel::is_large(&group.families),
             || validate(&alone),
             || Fingerprint::of(&group.families),
         );
@@ -1188,7 +1188,7 @@ impl GroupLock<'_> {
         if !problems.is_empty() {
             return Err(StoreError::Invalid(problems));
         }
-        let write = |file: &mut fs::File| group.write(file);
+        let write = |mut file: &mut dyn std::io::Write| group.write(&mut file);
         let options = WriteOptions {
             mode: store.options.mode,
             fsync: self.durable,

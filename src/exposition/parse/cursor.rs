@@ -38,40 +38,42 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(super) fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+    /// Takes the bytes from the cursor up to the first outside `class` (a
+    /// bit of [`CLASSES`]).
+    fn take_class(&mut self, class: u8) -> &'a [u8] {
         let start = self.pos;
-        while self.peek().is_some_and(&keep) {
-            self.pos += 1;
-        }
+        let rest = &self.line[start..];
+        self.pos += rest
+            .iter()
+            .position(|&b| CLASSES[usize::from(b)] & class == 0)
+            .unwrap_or(rest.len());
         &self.line[start..self.pos]
     }
 
     pub(super) fn take_until_blank(&mut self) -> &'a [u8] {
-        self.take_while(|b| b != b' ' && b != b'\t')
+        self.take_class(NOT_BLANK)
+    }
+
+    /// A name whose first byte is in `first` and the rest in `rest`, or ""
+    /// (with the cursor unmoved) when the first byte is not.
+    fn take_name(&mut self, first: u8, rest: u8) -> &'a str {
+        if self
+            .peek()
+            .is_none_or(|b| CLASSES[usize::from(b)] & first == 0)
+        {
+            return "";
+        }
+        let start = self.pos;
+        self.take_class(rest);
+        self.ascii_at(start)
     }
 
     pub(super) fn take_metric_name(&mut self) -> &'a str {
-        if !self
-            .peek()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        {
-            return "";
-        }
-        let start = self.pos;
-        self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
-        self.ascii_at(start)
+        self.take_name(METRIC_START, METRIC)
     }
 
     pub(super) fn take_label_name(&mut self) -> &'a str {
-        if !self
-            .peek()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        {
-            return "";
-        }
-        let start = self.pos;
-        self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_');
-        self.ascii_at(start)
+        self.take_name(LABEL_START, LABEL)
     }
 
     /// The name from `start` to the cursor, which was checked against an
@@ -94,6 +96,44 @@ impl<'a> Cursor<'a> {
                 None => format!("byte 0x{:02x}", self.line[self.pos]),
             },
         }
+    }
+}
+
+/// What each byte may be, as bits: [`METRIC_START`] and [`METRIC`] for
+/// metric names (`[a-zA-Z_:][a-zA-Z0-9_:]*`), [`LABEL_START`] and [`LABEL`]
+/// for label names (`[a-zA-Z_][a-zA-Z0-9_]*`), and [`NOT_BLANK`].
+static CLASSES: [u8; 256] = classes();
+
+const METRIC_START: u8 = 1;
+const METRIC: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL: u8 = 8;
+const NOT_BLANK: u8 = 16;
+
+const fn classes() -> [u8; 256] {
+    let mut classes = [0; 256];
+    let mut b: u8 = 0;
+    loop {
+        let letter = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let mut class = 0;
+        if letter || b == b':' {
+            class |= METRIC_START | METRIC;
+        }
+        if digit {
+            class |= METRIC | LABEL;
+        }
+        if letter {
+            class |= LABEL_START | LABEL;
+        }
+        if b != b' ' && b != b'\t' {
+            class |= NOT_BLANK;
+        }
+        classes[b as usize] = class;
+        if b == u8::MAX {
+            return classes;
+        }
+        b += 1;
     }
 }
 
@@ -134,17 +174,19 @@ pub(super) fn without_backslashes(bytes: &[u8]) -> String {
 pub(super) fn read_label_value<'a>(c: &mut Cursor<'a>) -> Step<&'a str> {
     let start = c.pos;
     loop {
-        match c.peek() {
-            None => {
-                let value = lossy(&c.line[start..]);
-                return Err((c.pos, ParseErrorKind::UnescapedNewline { value }));
-            }
-            Some(b'"') => break,
-            Some(b'\\') => match c.line.get(c.pos + 1) {
-                Some(b'"' | b'\\' | b'n') => c.pos += 2,
-                _ => return Err(invalid_escape(c, "a label value", "\\\\, \\\" and \\n")),
-            },
-            Some(_) => c.pos += 1,
+        let rest = &c.line[c.pos..];
+        let Some(at) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+            c.pos = c.line.len();
+            let value = lossy(&c.line[start..]);
+            return Err((c.pos, ParseErrorKind::UnescapedNewline { value }));
+        };
+        c.pos += at;
+        if rest[at] == b'"' {
+            break;
+        }
+        match c.line.get(c.pos + 1) {
+            Some(b'"' | b'\\' | b'n') => c.pos += 2,
+            _ => return Err(invalid_escape(c, "a label value", "\\\\, \\\" and \\n")),
         }
     }
     let end = c.pos;

@@ -8,6 +8,8 @@
 //! Errors carry the line, the column and the offending text.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod cursor;
 mod error;
@@ -17,38 +19,92 @@ pub use error::{ParseError, ParseErrorKind};
 use self::cursor::{
     Cursor, lossy, read_help, read_label_value, timestamp_error, without_backslashes,
 };
-use super::float;
-use super::{Distribution, Family, MetricType, Value};
+use super::{Distribution, Family, Injection, MetricType, Value};
+use super::{float, parallel};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
 /// by name, series sorted by labels, buckets and quantiles by bound.
 ///
-/// A large input is read in two halves on two threads, split where a family
-/// begins (`parse_halves`).
+/// A large input is read in parts on two threads, each part starting where
+/// a family begins (`parse_parts`).
 pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
-    if let Some(families) = split_point(input).and_then(|at| parse_halves(input, at)) {
-        return Ok(families);
-    }
-    let mut parser = Parser::default();
-    parser.read(input)?;
-    parser.canonical().finish()
+    parse_with(input, &NO_INJECTION).0
 }
 
-/// Inputs at least this large are parsed in two halves.
-const HALVES_FROM: usize = 1 << 20;
-
-/// Where the second half of a large input starts: the first line past the
-/// middle that opens a block of `# HELP`/`# TYPE` lines after a sample,
-/// which is where a family begins in any exposition that keeps each family
-/// together. `None` for small inputs, or when no such line comes soon.
-fn split_point(input: &[u8]) -> Option<usize> {
-    if input.len() < HALVES_FROM {
-        return None;
+/// [`parse`], then [`Family::set_labels`] on every family, in one reading:
+/// the labels are merged into each series as its line is read.
+///
+/// When a line has a label the injection replaces, or a default's label
+/// already set to the default, two series of the input could become one,
+/// and the parser would merge their lines into one summary or histogram
+/// series where a later check has to see two. The input is then parsed
+/// again, and the labels merged afterwards.
+pub fn parse_injected(input: &[u8], injection: &Arc<Injection>) -> Result<Vec<Family>, ParseError> {
+    let (result, lossy) = parse_with(input, injection);
+    if lossy {
+        let mut families = parse(input)?;
+        parallel::for_each_family(&mut families, |family| family.set_labels(injection));
+        return Ok(families);
     }
-    let middle = input.len() / 2;
-    let mut start = middle + find_newline(&input[middle..])? + 1;
+    let mut families = result?;
+    for family in &mut families {
+        family.carry(injection);
+    }
+    Ok(families)
+}
+
+static NO_INJECTION: Injection = Injection::NONE;
+
+/// Parses `input` with `injection` merged into every series; also returns
+/// whether a merge may have lost information ([`parse_injected`]).
+fn parse_with(input: &[u8], injection: &Injection) -> (Result<Vec<Family>, ParseError>, bool) {
+    let starts = part_starts(input);
+    if !starts.is_empty()
+        && let Some(parsed) = parse_parts(input, &starts, injection)
+    {
+        return parsed;
+    }
+    let mut parser = Parser::new(injection);
+    let result = parser.read(input);
+    let lossy = parser.lossy;
+    (result.and_then(|_| parser.canonical().finish()), lossy)
+}
+
+/// Inputs at least this large are parsed in parts.
+const PARTS_FROM: usize = 1 << 20;
+
+/// About how large a part is: small enough that when one thread is slowed
+/// (on a busy virtual machine the other core may be away for milliseconds),
+/// the other one takes over more of the parts, and the two finish close
+/// together.
+const PART_SIZE: usize = 512 << 10;
+
+/// Where the parts of a large input after the first start: the first line
+/// past each multiple of about [`PART_SIZE`] that opens a block of `# HELP`
+/// or `# TYPE` lines after a sample, which is where a family begins in any
+/// exposition that keeps each family together. Empty for small inputs, and
+/// where no family begins soon enough.
+fn part_starts(input: &[u8]) -> Vec<usize> {
+    if input.len() < PARTS_FROM {
+        return Vec::new();
+    }
+    let parts = input.len() / PART_SIZE;
+    let mut starts: Vec<usize> = Vec::with_capacity(parts);
+    for k in 1..parts {
+        let from = (k * input.len() / parts).max(starts.last().map_or(0, |&s| s + 1));
+        if let Some(start) = family_start_after(input, from) {
+            starts.push(start);
+        }
+    }
+    starts
+}
+
+/// The first line past `from` (within a quarter of [`PART_SIZE`]) that
+/// opens a block of `# HELP`/`# TYPE` lines after a sample.
+fn family_start_after(input: &[u8], from: usize) -> Option<usize> {
+    let mut start = from + find_newline(input.get(from..)?)? + 1;
     let mut previous_sample = false;
-    while start < input.len() && start - middle < HALVES_FROM / 4 {
+    while start < input.len() && start - from < PART_SIZE / 4 {
         let end = find_newline(&input[start..]).map_or(input.len(), |i| start + i);
         let line = &input[start..end];
         let comment = line.starts_with(b"#");
@@ -61,47 +117,52 @@ fn split_point(input: &[u8]) -> Option<usize> {
     None
 }
 
-/// Parses `input[..at]` and `input[at..]` on two threads. The result is what
+/// Parses the parts of `input` that begin at 0 and at each of `starts`, on
+/// two threads, each taking the next part not yet taken. The result is what
 /// one parser reading the whole input returns, or `None` when that is not
-/// certain: when either half has an error (the caller then parses the whole
+/// certain: when a part has an error (the caller then parses the whole
 /// input again, for the first error in line order), or when a name read in
-/// the second half is one the first half defined, or a `_sum`, `_count` or
+/// a part is one an earlier part defined, or a `_sum`, `_count` or
 /// `_bucket` of one, so that one parser would have read it differently.
-fn parse_halves(input: &[u8], at: usize) -> Option<Vec<Family>> {
-    let (head, tail) = input.split_at(at);
-    let (first, second) = std::thread::scope(|scope| {
-        let second = std::thread::Builder::new()
-            .spawn_scoped(scope, || {
-                let mut parser = Parser::default();
-                parser.read(tail).ok().map(|_| parser.canonical())
-            })
-            .ok()?;
-        let mut parser = Parser::default();
-        let first = parser
-            .read(head)
-            .ok()
-            .map(|lines| (parser.canonical(), lines));
-        Some((first, second.join().ok().flatten()))
-    })?;
-    let ((mut first, lines), second) = (first?, second?);
-    if second
-        .by_name
-        .keys()
-        .chain(second.aliases.keys())
-        .any(|&name| first.claims(name))
-    {
-        return None;
-    }
-    for mut state in second.states {
-        if let Some(family) = &mut state.family {
-            family.line += lines;
-            for series in &mut family.series {
-                series.line += lines;
-            }
+fn parse_parts(
+    input: &[u8],
+    starts: &[usize],
+    injection: &Injection,
+) -> Option<(Result<Vec<Family>, ParseError>, bool)> {
+    let bounds: Vec<(usize, usize)> = std::iter::once(0)
+        .chain(starts.iter().copied())
+        .zip(starts.iter().copied().chain(std::iter::once(input.len())))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        while let Some(&(start, end)) = bounds.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut parser = Parser::new(injection);
+            let read = parser.read(&input[start..end]);
+            done.push((start, read.ok().map(|lines| (parser.canonical(), lines))));
         }
-        first.states.push(state);
+        done
+    };
+    let (mut parts, more) = parallel::both(true, work, work);
+    parts.extend(more);
+    parts.sort_unstable_by_key(|&(start, _)| start);
+    let mut parts = parts.into_iter().map(|(_, part)| part);
+    let (mut whole, mut lines) = parts.next()??;
+    for part in parts {
+        let (part, part_lines) = part?;
+        if part
+            .by_name
+            .keys()
+            .chain(part.aliases.keys())
+            .any(|&name| whole.claims(name))
+        {
+            return None;
+        }
+        whole.append(part, lines);
+        lines += part_lines;
     }
-    first.finish().ok()
+    let lossy = whole.lossy;
+    Some((whole.finish(), lossy))
 }
 
 /// What a sample line's name means for the family it resolved to.
@@ -130,8 +191,11 @@ impl FamilyState {
     }
 }
 
-#[derive(Default)]
 struct Parser<'a> {
+    /// Merged into every series' labels.
+    injection: &'a Injection,
+    /// Whether a merge may have lost information: see [`parse_injected`].
+    lossy: bool,
     /// The last sample name resolved, which the next line usually repeats.
     last: Option<(&'a str, usize, Role)>,
     states: Vec<FamilyState>,
@@ -162,6 +226,19 @@ fn find_newline(haystack: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(injection: &'a Injection) -> Self {
+        Self {
+            injection,
+            lossy: false,
+            last: None,
+            states: Vec::new(),
+            by_name: HashMap::new(),
+            aliases: HashMap::new(),
+            labels: Vec::new(),
+            text: String::new(),
+        }
+    }
+
     /// Reads every line of `input`; returns the number of lines.
     fn read(&mut self, input: &'a [u8]) -> Result<u32, ParseError> {
         // One check of the whole input instead of one per name and value;
@@ -221,6 +298,28 @@ impl<'a> Parser<'a> {
                 .iter()
                 .filter_map(|suffix| name.strip_suffix(suffix))
                 .any(|base| self.by_name.contains_key(base))
+    }
+
+    /// Takes over the families of `later`, a parser of the input that
+    /// follows this one's, whose first line is this one's line `lines + 1`.
+    fn append(&mut self, later: Self, lines: u32) {
+        let offset = self.states.len();
+        for (name, index) in later.by_name {
+            self.by_name.insert(name, index + offset);
+        }
+        for (name, (index, role)) in later.aliases {
+            self.aliases.insert(name, (index + offset, role));
+        }
+        for mut state in later.states {
+            if let Some(family) = &mut state.family {
+                family.line += lines;
+                for series in &mut family.series {
+                    series.line += lines;
+                }
+            }
+            self.states.push(state);
+        }
+        self.lossy |= later.lossy;
     }
 
     fn line(&mut self, mut c: Cursor<'a>, line_no: u32) -> Step {
@@ -427,7 +526,7 @@ impl<'a> Parser<'a> {
         c: &mut Cursor<'a>,
         kind: MetricType,
         metric: &str,
-    ) -> Step<Option<(f64, String)>> {
+    ) -> Step<Option<(f64, &'a str)>> {
         let mut bound = None;
         loop {
             c.skip_blanks();
@@ -492,7 +591,7 @@ impl<'a> Parser<'a> {
             c.pos += 1;
             let raw = read_label_value(c)?;
             if special {
-                let decoded = super::unescape_label_value(raw).into_owned();
+                let decoded = super::unescape_label_value(raw);
                 let label = if kind == MetricType::Summary {
                     "quantile"
                 } else {
@@ -503,11 +602,11 @@ impl<'a> Parser<'a> {
                         c.pos,
                         ParseErrorKind::InvalidBound {
                             label,
-                            value: decoded.clone(),
+                            value: decoded.into_owned(),
                         },
                     )
                 })?;
-                bound = Some((value, decoded));
+                bound = Some((value, raw));
             } else {
                 self.labels.push((label, raw));
             }
@@ -529,21 +628,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Sorts the line's labels by name and writes their canonical text.
+    /// Sorts the line's labels by name and writes their canonical text,
+    /// with the injection merged in.
     fn canonical_text(&mut self) {
         if !self.labels.is_sorted_by(|a, b| a.0 <= b.0) {
             self.labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
         self.text.clear();
-        for (i, (name, raw)) in self.labels.iter().enumerate() {
-            if i > 0 {
-                self.text.push(',');
-            }
-            self.text.push_str(name);
-            self.text.push_str("=\"");
-            self.text.push_str(raw);
-            self.text.push('"');
-        }
+        self.lossy |= self
+            .injection
+            .merge(self.labels.iter().copied(), &mut self.text);
     }
 
     fn finish(self) -> Result<Vec<Family>, ParseError> {
@@ -607,7 +701,7 @@ fn record(
     name: &str,
     metric: &str,
     value: f64,
-    bound: Option<(f64, String)>,
+    bound: Option<(f64, &str)>,
     token: &[u8],
 ) -> Result<(), ParseErrorKind> {
     let check_count = |v: f64| {
@@ -660,7 +754,7 @@ fn record(
             if d.points.iter().any(|(seen, _)| *seen == at) {
                 return Err(ParseErrorKind::DuplicateBound {
                     label,
-                    bound: spelled,
+                    bound: super::unescape_label_value(spelled).into_owned(),
                     metric: metric.into(),
                 });
             }
@@ -692,15 +786,15 @@ mod tests {
 
     /// What one parser reading the whole input returns.
     fn whole(input: &[u8]) -> Result<Vec<Family>, ParseError> {
-        let mut parser = Parser::default();
+        let mut parser = Parser::new(&NO_INJECTION);
         parser.read(input)?;
         parser.canonical().finish()
     }
 
-    /// Families of every type, about 1.5 MB: large enough to be read in halves.
+    /// Families of every type, about 2 MB: large enough to be read in four parts.
     fn large() -> String {
         let mut text = String::new();
-        for f in 0..400 {
+        for f in 0..600 {
             let (kind, lines): (&str, &[&str]) = match f % 4 {
                 0 => ("gauge", &[""]),
                 1 => ("counter", &["_total"]),
@@ -756,16 +850,18 @@ mod tests {
     }
 
     #[test]
-    fn a_large_input_read_in_halves_is_read_as_a_whole() {
+    fn a_large_input_read_in_parts_is_read_as_a_whole() {
         let input = large();
-        assert!(input.len() >= HALVES_FROM);
-        let at = split_point(input.as_bytes()).expect("a family begins past the middle");
-        assert!(input[at..].starts_with("# HELP "));
-        let halves = parse_halves(input.as_bytes(), at).expect("no name is shared");
+        let starts = part_starts(input.as_bytes());
+        assert!(starts.len() >= 2, "three parts or more: {starts:?}");
+        assert!(starts.iter().all(|&at| input[at..].starts_with("# HELP ")));
+        let (parts, _) =
+            parse_parts(input.as_bytes(), &starts, &NO_INJECTION).expect("no name is shared");
+        let parts = parts.unwrap();
         let whole = whole(input.as_bytes()).unwrap();
-        assert_eq!(halves, whole);
+        assert_eq!(parts, whole);
         assert_eq!(
-            lines(&halves),
+            lines(&parts),
             lines(&whole),
             "lines count from the start of the input"
         );
@@ -773,24 +869,31 @@ mod tests {
     }
 
     #[test]
-    fn a_name_of_the_first_half_read_again_in_the_second_is_read_as_a_whole() {
+    fn a_name_of_an_earlier_part_read_again_in_a_later_one_is_read_as_a_whole() {
         // Go's parser adds a family's samples to it wherever they come, and a
-        // summary's `_count` belongs to it; a second reader would see new
-        // families of those names.
+        // summary's `_count` belongs to it; a reader of a later part alone
+        // would see new families of those names. Families 300 and 302 are
+        // read in the middle one of three parts.
         for late in [
             "m0{host=\"late\"} 1\n",
             "m2_count{host=\"late\"} 1\n",
             "m2_sum{host=\"db0.example.com\"} 1\n",
+            "m300{host=\"late\"} 1\n",
+            "m302_count{host=\"late\"} 1\n",
         ] {
             let input = format!("{}{late}", large());
-            let at = split_point(input.as_bytes()).unwrap();
-            assert!(parse_halves(input.as_bytes(), at).is_none(), "{late}");
+            let starts = part_starts(input.as_bytes());
+            assert!(starts.len() >= 2);
+            assert!(
+                parse_parts(input.as_bytes(), &starts, &NO_INJECTION).is_none(),
+                "{late}"
+            );
             assert_eq!(parse(input.as_bytes()), whole(input.as_bytes()), "{late}");
         }
     }
 
     #[test]
-    fn an_error_in_either_half_is_the_first_error_of_the_whole() {
+    fn an_error_in_any_part_is_the_first_error_of_the_whole() {
         let input = large();
         let total = input.lines().count();
         for bad_line in [3, total / 2 + 5, total - 1] {
@@ -812,12 +915,9 @@ mod tests {
     }
 
     #[test]
-    fn small_inputs_and_inputs_without_a_family_start_past_the_middle_are_read_whole() {
-        assert_eq!(
-            split_point(b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n"),
-            None
-        );
-        let samples = "x{i=\"0000000000\"} 1\n".repeat(HALVES_FROM / 10);
-        assert_eq!(split_point(samples.as_bytes()), None);
+    fn small_inputs_and_inputs_where_no_family_begins_are_read_whole() {
+        assert!(part_starts(b"# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n").is_empty());
+        let samples = "x{i=\"0000000000\"} 1\n".repeat(PARTS_FROM / 10);
+        assert!(part_starts(samples.as_bytes()).is_empty());
     }
 }
