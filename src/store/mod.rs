@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::exposition::parallel;
 use crate::exposition::parse::parse;
 use crate::exposition::render::render;
-use crate::exposition::validate::{Fingerprint, Source, validate};
+use crate::exposition::validate::{Fingerprint, Problem, Source, validate};
 use crate::exposition::{Family, MetricType, Value};
 use crate::grouping_key::GroupingKey;
 
@@ -1165,7 +1165,6 @@ impl GroupLock<'_> {
     /// Writes `group` as the group's file: validated alone, then against
     /// the rest of the directory under the directory lock, then renamed in.
     pub fn publish(self, group: &Group) -> Result<(), StoreError> {
-        let store = self.store;
         let name = self.key.file_name();
         // Unnamed: the lines of pushed series are lines of the push's input,
         // not of the file, and messages say so.
@@ -1173,21 +1172,57 @@ impl GroupLock<'_> {
             name: "",
             families: &group.families,
         }];
-        let (problems, print) = parallel::both(
-            parallel::is_large(&group.families),
-            || validate(&alone),
-            || Fingerprint::of(&group.families),
-        );
-        let problems: Vec<String> = problems
-            .into_iter()
-            .map(|p| match p.line {
-                0 => format!("{name}: {}", p.violation),
-                line => format!("{name}: line {line} of the input: {}", p.violation),
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(StoreError::Invalid(problems));
-        }
+        let checks = || (validate(&alone), Fingerprint::of(&group.families));
+        let refuse_any = |problems: Vec<Problem>| {
+            if problems.is_empty() {
+                return Ok(());
+            }
+            Err(StoreError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| match p.line {
+                        0 => format!("{name}: {}", p.violation),
+                        line => format!("{name}: line {line} of the input: {}", p.violation),
+                    })
+                    .collect(),
+            ))
+        };
+        std::thread::scope(|scope| {
+            // A large group is checked on a second thread while its file is
+            // written: a refusal then only removes the temp file.
+            let pending = parallel::is_large(&group.families)
+                .then(|| std::thread::Builder::new().spawn_scoped(scope, checks).ok())
+                .flatten();
+            let done = if pending.is_none() {
+                let (problems, print) = checks();
+                refuse_any(problems)?;
+                Some(print)
+            } else {
+                None
+            };
+            let checked = move || match (done, pending) {
+                (Some(print), _) => Ok(print),
+                (None, Some(pending)) => {
+                    let (problems, print) = pending
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    refuse_any(problems).map(|()| print)
+                }
+                (None, None) => unreachable!("checked here unless on a thread"),
+            };
+            self.write_checked(group, &name, checked)
+        })
+    }
+
+    /// The rest of [`GroupLock::publish`]: writes the file, and renames it in
+    /// once `checked` passed and the group fits with the directory.
+    fn write_checked(
+        &self,
+        group: &Group,
+        name: &str,
+        checked: impl FnOnce() -> Result<Fingerprint, StoreError>,
+    ) -> Result<(), StoreError> {
+        let store = self.store;
         let write = |mut file: &mut dyn std::io::Write| group.write(&mut file);
         let options = WriteOptions {
             mode: store.options.mode,
@@ -1195,8 +1230,9 @@ impl GroupLock<'_> {
             close_later: store.long_lived,
         };
         let temp_dir = store.state.join("tmp");
-        let file = name.as_str();
+        let file = name;
         let check = move || {
+            let print = checked()?;
             let lock = store.lock_directory()?;
             let index = store.current_index()?;
             if let Some(limit) = store.max_groups
@@ -1223,7 +1259,7 @@ impl GroupLock<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((index, stamp));
             drop(dir_lock);
         };
-        write_atomic(&store.dir, &temp_dir, &name, write, options, check, record)
+        write_atomic(&store.dir, &temp_dir, name, write, options, check, record)
     }
 
     /// Removes the group's file; `false` when there was none.
@@ -1391,6 +1427,41 @@ mod tests {
         let added = read();
         assert_eq!((added.failed(), added.ttl), (5.0, hour));
         assert_eq!(names(&added), ["c", "d"]);
+    }
+
+    /// A large group is checked while its file is written; a refusal must
+    /// still leave the old file as it was, and no temp file.
+    #[test]
+    fn a_large_refused_push_leaves_the_group_and_no_temp_file() {
+        use std::fmt::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let key = GroupingKey::of("job", &[]);
+        let input = |extra: &str| {
+            let mut text = String::new();
+            for i in 0..crate::exposition::parallel::TWO_THREADS_FROM {
+                writeln!(text, "m{{i=\"{i}\"}} {i}").unwrap();
+            }
+            text.push_str(extra);
+            parse(text.as_bytes()).unwrap()
+        };
+        let push = |families| {
+            let lock = store.lock(&key).unwrap();
+            lock.push(families, PushMode::Replace, None, SystemTime::now())
+        };
+        push(input("")).unwrap();
+        let file = dir.path().join(key.file_name());
+        let before = std::fs::read(&file).unwrap();
+        // The same series as the first, once the grouping label replaces
+        // its own `job`.
+        let err = push(input("m{i=\"0\",job=\"other\"} 1\n")).unwrap_err();
+        let StoreError::Invalid(problems) = err else {
+            panic!("refused as invalid: {err}");
+        };
+        assert!(problems[0].contains("duplicate"), "{problems:?}");
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+        let temp = dir.path().join(".promdrop/tmp");
+        assert_eq!(std::fs::read_dir(temp).unwrap().count(), 0);
     }
 
     #[test]
