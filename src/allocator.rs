@@ -4,7 +4,7 @@
 //! musl's own allocator maps and unmaps small regions every few allocations,
 //! each a system call and page faults (see packaging/build); dlmalloc takes
 //! memory in large steps. dlmalloc's own global wrapper guards it with a
-//! pthread mutex, and when two threads allocate at once (the two halves of a
+//! pthread mutex, and when two threads allocate at once (the two threads of a
 //! large parse, the server's threads) the loser sleeps in the kernel and is
 //! woken by the next unlock: two system calls and two context switches for a
 //! critical section of tens of nanoseconds. Here a waiting thread spins

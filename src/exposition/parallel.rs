@@ -1,7 +1,7 @@
 //! Work on large expositions, split over two threads. A cron job's push of
 //! ten series never reaches the threshold; a push of 100,000 does, and then
-//! both cores of a small machine share the parsing, the label injection and
-//! the checks.
+//! both cores of a small machine share the parsing (see `parse_parts`), and
+//! the checks run beside the writing of the file.
 
 use std::sync::{Mutex, PoisonError};
 

@@ -281,7 +281,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Sorts every family's series, and their buckets and quantiles: the
-    /// order [`parse`] returns. Each half's thread does it for its own.
+    /// order [`parse`] returns. Each part's parser does it for its own.
     fn canonical(mut self) -> Self {
         for family in self.states.iter_mut().filter_map(|s| s.family.as_mut()) {
             family.canonicalize();
