@@ -46,6 +46,10 @@ fn accepts_the_go_parser_syntax() {
         "m { b = \"2\" , a=\"1\" , } 3\n",
         "# TYPE m untyped\nm{a=\"1\",b=\"2\"} 3\n",
     );
+    accepts(
+        "m{a =\"1\",b= \"2\",c=\"3\"} 1\n",
+        "# TYPE m untyped\nm{a=\"1\",b=\"2\",c=\"3\"} 1\n",
+    );
     accepts("m{} 1\n", "# TYPE m untyped\nm 1\n");
     accepts("m{a=\"1\"}1\n", "# TYPE m untyped\nm{a=\"1\"} 1\n");
     accepts(
@@ -643,6 +647,33 @@ proptest! {
         edited.set_labels(&injection(&refs(&set), &refs(&defaults)));
         let texts = |f: &Family| f.series().map(|s| s.labels.as_text().to_owned()).collect::<Vec<_>>();
         prop_assert_eq!(texts(&edited), texts(&expected));
+    }
+
+    /// Series sort by their label text, and series of equal text keep the
+    /// order they were added in: short texts, shared starts, NUL bytes.
+    #[test]
+    fn canonical_order_is_the_text_order_and_stable(
+        values in prop::collection::vec("(ab|a|\\x00|b){0,6}", 1..40),
+    ) {
+        let mut family = Family::new("m", MetricType::Gauge);
+        for (i, value) in (0..).zip(&values) {
+            family.push(&[("a", value.as_str())], Value::Single(f64::from(i)));
+        }
+        family.canonicalize();
+        let mut expected: Vec<(String, f64)> = values
+            .iter()
+            .zip(0..)
+            .map(|(v, i)| (format!("a=\"{v}\""), f64::from(i)))
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let got: Vec<(String, f64)> = family
+            .series()
+            .map(|s| match s.value {
+                Value::Single(v) => (s.labels.as_text().to_owned(), *v),
+                Value::Distribution(_) => unreachable!("gauges only"),
+            })
+            .collect();
+        prop_assert_eq!(got, expected);
     }
 
     /// Merging the labels while parsing gives what parsing and then merging

@@ -393,7 +393,7 @@ fn push_identity(labels: Labels<'_>, out: &mut String) {
         return;
     }
     let start = out.len();
-    for (name, raw) in super::raw_pairs(labels.as_text()) {
+    for super::Pair { name, raw, .. } in super::raw_pairs(labels.as_text()) {
         if !is_label_name(name) {
             out.truncate(start);
             let kept: Vec<_> = labels.iter().filter(|(_, v)| !v.is_empty()).collect();

@@ -19,7 +19,7 @@ pub use error::{ParseError, ParseErrorKind};
 use self::cursor::{
     Cursor, lossy, read_help, read_label_value, timestamp_error, without_backslashes,
 };
-use super::{Distribution, Family, Injection, MetricType, Value};
+use super::{Distribution, Family, Injection, MetricType, Pair, Value};
 use super::{float, parallel};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
@@ -203,7 +203,7 @@ struct Parser<'a> {
     /// `_sum`, `_count` and `_bucket` names resolved to their summary or
     /// histogram. Their family's type is set for good by then.
     aliases: HashMap<&'a str, (usize, Role)>,
-    labels: Vec<(&'a str, &'a str)>,
+    labels: Vec<Pair<'a>>,
     text: String,
 }
 
@@ -481,7 +481,7 @@ impl<'a> Parser<'a> {
         }
         self.canonical_text();
         let state = &mut self.states[index];
-        if self.labels.iter().any(|(name, _)| name.starts_with("__")) {
+        if self.labels.iter().any(|pair| pair.name.starts_with("__")) {
             // Read, but refused later by validate: it must look at them.
             state.family().label_names_ok = false;
         }
@@ -546,6 +546,7 @@ impl<'a> Parser<'a> {
                     },
                 ));
             }
+            let snug = matches!(c.peek(), Some(b'='));
             c.skip_blanks();
             if c.peek() != Some(b'=') {
                 let found = c.found();
@@ -568,7 +569,7 @@ impl<'a> Parser<'a> {
             let duplicate = if special {
                 bound.is_some()
             } else {
-                self.labels.iter().any(|(n, _)| *n == label)
+                self.labels.iter().any(|pair| pair.name == label)
             };
             if duplicate {
                 let kind = ParseErrorKind::DuplicateLabelName {
@@ -577,6 +578,7 @@ impl<'a> Parser<'a> {
                 };
                 return Err((name_pos, kind));
             }
+            let snug = snug && matches!(c.peek(), Some(b'"'));
             c.skip_blanks();
             if c.peek() != Some(b'"') {
                 let found = c.found();
@@ -591,24 +593,16 @@ impl<'a> Parser<'a> {
             c.pos += 1;
             let raw = read_label_value(c)?;
             if special {
-                let decoded = super::unescape_label_value(raw);
-                let label = if kind == MetricType::Summary {
-                    "quantile"
-                } else {
-                    "le"
-                };
-                let value = float::parse(decoded.as_bytes()).ok_or_else(|| {
-                    (
-                        c.pos,
-                        ParseErrorKind::InvalidBound {
-                            label,
-                            value: decoded.into_owned(),
-                        },
-                    )
-                })?;
-                bound = Some((value, raw));
+                bound = Some((read_bound(raw, kind, c.pos)?, raw));
             } else {
-                self.labels.push((label, raw));
+                // Written as canonical text writes it, the label is copied
+                // whole.
+                let text = snug.then(|| c.str_at(name_pos, c.pos)).flatten();
+                self.labels.push(Pair {
+                    name: label,
+                    raw,
+                    text,
+                });
             }
             c.skip_blanks();
             match c.peek() {
@@ -631,8 +625,8 @@ impl<'a> Parser<'a> {
     /// Sorts the line's labels by name and writes their canonical text,
     /// with the injection merged in.
     fn canonical_text(&mut self) {
-        if !self.labels.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if !self.labels.is_sorted_by(|a, b| a.name <= b.name) {
+            self.labels.sort_unstable_by(|a, b| a.name.cmp(b.name));
         }
         self.text.clear();
         self.lossy |= self
@@ -690,6 +684,21 @@ impl<'a> Parser<'a> {
         families.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(families)
     }
+}
+
+/// The number in `raw`, the value of a summary's `quantile` or a
+/// histogram's `le` label that ends at `pos`.
+fn read_bound(raw: &str, kind: MetricType, pos: usize) -> Step<f64> {
+    let decoded = super::unescape_label_value(raw);
+    float::parse(decoded.as_bytes()).ok_or_else(|| {
+        let label = if kind == MetricType::Summary {
+            "quantile"
+        } else {
+            "le"
+        };
+        let value = decoded.into_owned();
+        (pos, ParseErrorKind::InvalidBound { label, value })
+    })
 }
 
 /// Stores one summary or histogram line in its series.
