@@ -468,13 +468,7 @@ impl Injection {
         let mut lossy = false;
         let mut existing = existing.peekable();
         let mut added = self.labels.iter().peekable();
-        let mut first = true;
-        let mut comma = |out: &mut String| {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-        };
+        let start = out.len();
         loop {
             let order = match (existing.peek(), added.peek()) {
                 (None, None) => return lossy,
@@ -482,7 +476,9 @@ impl Injection {
                 (None, Some(_)) => std::cmp::Ordering::Greater,
                 (Some(pair), Some(label)) => pair.name.cmp(label.name.as_str()),
             };
-            comma(out);
+            if out.len() > start {
+                out.push(',');
+            }
             match order {
                 std::cmp::Ordering::Less => existing.next().expect("peeked").write(out),
                 std::cmp::Ordering::Greater => out.push_str(&added.next().expect("peeked").text),
