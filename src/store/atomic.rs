@@ -315,13 +315,30 @@ mod tests {
     /// Publishes `text` as `dir/g.prom` the way a server does (the replaced
     /// file closed later), with temp files in `temp`.
     fn publish(dir: &Path, temp: &Path, text: &str, fsync: bool) {
+        publish_from(dir, temp, text, fsync, true);
+    }
+
+    fn publish_from(dir: &Path, temp: &Path, text: &str, fsync: bool, close_later: bool) {
         let options = WriteOptions {
             mode: 0o644,
             fsync,
-            close_later: true,
+            close_later,
         };
         let write = |f: &mut dyn Write| f.write_all(text.as_bytes());
         write_atomic(dir, temp, "g.prom", write, options, || Ok(()), |()| {}).unwrap();
+    }
+
+    /// Waits up to 2 s for this process to close every replaced or removed
+    /// file under `dir`.
+    fn wait_until_released(dir: &Path) {
+        let start = std::time::Instant::now();
+        while held_gone(dir) > 0 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "replaced files still held"
+            );
+            std::thread::sleep(CLOSE_BATCH);
+        }
     }
 
     #[test]
@@ -356,14 +373,7 @@ mod tests {
         for i in 0..300 {
             publish(dir.path(), temp.path(), &format!("a {i}\n"), false);
         }
-        let start = std::time::Instant::now();
-        while held_gone(dir.path()) > 0 {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(2),
-                "replaced files still held"
-            );
-            std::thread::sleep(CLOSE_BATCH);
-        }
+        wait_until_released(dir.path());
     }
 
     #[test]
@@ -371,36 +381,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let temp = tempfile::tempdir().unwrap();
         let large = "a 1\n".repeat(usize::try_from(CLOSE_ALONE_FROM).unwrap() / 4 + 1);
-        let options = WriteOptions {
-            mode: 0o644,
-            fsync: false,
-            close_later: false,
-        };
         for text in [large.as_str(), large.as_str(), "a 2\n", "a 3\n"] {
-            let write = |f: &mut dyn Write| f.write_all(text.as_bytes());
-            write_atomic(
-                dir.path(),
-                temp.path(),
-                "g.prom",
-                write,
-                options,
-                || Ok(()),
-                |()| {},
-            )
-            .unwrap();
+            publish_from(dir.path(), temp.path(), text, false, false);
         }
         assert_eq!(
             fs::read_to_string(dir.path().join("g.prom")).unwrap(),
             "a 3\n"
         );
-        let start = std::time::Instant::now();
-        while held_gone(dir.path()) > 0 {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(2),
-                "a replaced file is still held"
-            );
-            std::thread::sleep(CLOSE_BATCH);
-        }
+        wait_until_released(dir.path());
     }
 
     #[test]
