@@ -1193,23 +1193,19 @@ impl GroupLock<'_> {
             let pending = parallel::is_large(&group.families)
                 .then(|| std::thread::Builder::new().spawn_scoped(scope, checks).ok())
                 .flatten();
-            let done = if pending.is_none() {
-                let (problems, print) = checks();
-                refuse_any(problems)?;
-                Some(print)
-            } else {
-                None
-            };
-            let checked = move || match (done, pending) {
-                (Some(print), _) => Ok(print),
-                (None, Some(pending)) => {
-                    let (problems, print) = pending
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    refuse_any(problems).map(|()| print)
-                }
-                (None, None) => unreachable!("checked here unless on a thread"),
-            };
+            let checked: Box<dyn FnOnce() -> Result<Fingerprint, StoreError>> =
+                if let Some(pending) = pending {
+                    Box::new(move || {
+                        let (problems, print) = pending
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        refuse_any(problems).map(|()| print)
+                    })
+                } else {
+                    let (problems, print) = checks();
+                    refuse_any(problems)?;
+                    Box::new(move || Ok(print))
+                };
             self.write_checked(group, &name, checked)
         })
     }

@@ -239,7 +239,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Reads every line of `input`; returns the number of lines.
+    /// Reads every line of `input`; returns the number of lines. Stops at
+    /// the first lossy merge: what it read is then parsed again without the
+    /// injection ([`parse_injected`]).
     fn read(&mut self, input: &'a [u8]) -> Result<u32, ParseError> {
         // One check of the whole input instead of one per name and value;
         // past the first invalid byte, the cursor checks each value itself.
@@ -249,7 +251,7 @@ impl<'a> Parser<'a> {
         };
         let mut start = 0;
         let mut line_no: u32 = 0;
-        while start < input.len() {
+        while start < input.len() && !self.lossy {
             line_no += 1;
             let (end, terminated) = match find_newline(&input[start..]) {
                 Some(i) => (start + i, true),
