@@ -135,27 +135,34 @@ fn is_decimal(token: &[u8]) -> bool {
 /// This is the spelling node_exporter and the Pushgateway emit, so files and
 /// scrapes written by promdrop diff cleanly against theirs; their text
 /// format only writes a negative zero as `0`, which `render` does too.
-pub fn write(out: &mut String, value: f64) {
-    use std::fmt::Write as _;
+pub fn write(out: &mut Vec<u8>, value: f64) {
+    use std::io::Write as _;
+    let positional = (1e-4..1e6).contains(&value.abs());
     if value.is_nan() {
-        out.push_str("NaN");
+        out.extend_from_slice(b"NaN");
     } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        out.extend_from_slice(if value > 0.0 { b"+Inf" } else { b"-Inf" });
     } else if value == 0.0 {
-        out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
+        out.extend_from_slice(if value.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        });
     } else if let Some((mantissa, scale)) = short_decimal(value.abs()) {
-        if value < 0.0 {
-            out.push('-');
+        if positional {
+            write_positional(out, value < 0.0, mantissa, scale);
+        } else {
+            if value < 0.0 {
+                out.push(b'-');
+            }
+            write_decimal(out, mantissa, scale);
         }
-        write_decimal(out, mantissa, scale);
-    } else if (1e-4..1e6).contains(&value.abs()) {
+    } else if positional {
         // Go writes these positionally, with the shortest round-trip digits,
         // which is exactly what Rust's `Display` does.
         let _ = write!(out, "{value}");
     } else {
-        let mut scratch = String::with_capacity(32);
-        let _ = write!(scratch, "{value:e}");
-        write_scientific_as_go(out, &scratch);
+        write_scientific_as_go(out, &format!("{value:e}"));
     }
 }
 
@@ -175,23 +182,61 @@ const SHORT_MANTISSA: f64 = 1e14;
 /// `value` is positive and finite.
 fn short_decimal(value: f64) -> Option<(u64, usize)> {
     for (scale, &power) in POW10.iter().enumerate() {
-        let scaled = (value * power).round();
-        if scaled >= SHORT_MANTISSA {
+        // `scaled + 0.5` is exact below 2^52, so its integer part is
+        // `scaled` rounded half up, which for a positive number is what
+        // `round` gives; it takes no call into the maths library (x86-64
+        // has no rounding instruction before SSE4.1).
+        let half_up = value * power + 0.5;
+        if half_up >= SHORT_MANTISSA {
             return None;
         }
-        // `scaled` and `power` are exact, so this division is how Go reads
-        // the decimal `scaled / 10^scale`.
-        if scaled / power == value {
-            #[allow(clippy::cast_sign_loss)] // positive, below 10^14
-            return Some((scaled as u64, scale));
+        // Through i64, which x86-64 converts to and from in one instruction
+        // each (u64 takes a dozen).
+        let mantissa = half_up as i64;
+        // `mantissa` and `power` are exact, so this division is how Go
+        // reads the decimal `mantissa / 10^scale`.
+        #[allow(clippy::cast_precision_loss)] // below 10^14 < 2^53: exact
+        if mantissa as f64 / power == value {
+            #[allow(clippy::cast_sign_loss)] // positive
+            return Some((mantissa as u64, scale));
         }
     }
     None
 }
 
+/// Writes `mantissa / 10^scale`, which is from 10^-4 up to 10^6, as Go
+/// does: positionally, `scale` digits after the point (none, and no point,
+/// for 0). The text is put together backwards in a buffer, then appended
+/// at once.
+fn write_positional(out: &mut Vec<u8>, negative: bool, mantissa: u64, scale: usize) {
+    // A sign, six digits before the point, the point, at most 22 after it.
+    let mut buf = [0u8; 32];
+    let mut at = buf.len();
+    let mut rest = mantissa;
+    let mut written = 0;
+    loop {
+        if written == scale && scale > 0 {
+            at -= 1;
+            buf[at] = b'.';
+        }
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        written += 1;
+        if rest == 0 && written > scale {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
 /// Writes `mantissa / 10^scale` in Go's `'g'` layout (see [`write_go`]).
 /// `mantissa` is not 0, and does not end in 0 when `scale` is not 0.
-fn write_decimal(out: &mut String, mantissa: u64, scale: usize) {
+fn write_decimal(out: &mut Vec<u8>, mantissa: u64, scale: usize) {
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     let mut rest = mantissa;
@@ -208,11 +253,11 @@ fn write_decimal(out: &mut String, mantissa: u64, scale: usize) {
 }
 
 /// Converts Rust's shortest `{:e}` spelling (`-1.2345675e6`) to Go's layout.
-fn write_scientific_as_go(out: &mut String, rust: &str) {
+fn write_scientific_as_go(out: &mut Vec<u8>, rust: &str) {
     let (mantissa, exponent) = rust.split_once('e').unwrap_or((rust, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     if mantissa.starts_with('-') {
-        out.push('-');
+        out.push(b'-');
     }
     let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
     write_go(out, &digits, exponent);
@@ -221,44 +266,43 @@ fn write_scientific_as_go(out: &mut String, rust: &str) {
 /// Writes the number `d.ddd × 10^exponent`, given its significant `digits`
 /// (no trailing zeros), in Go's `'g'` layout: positional when `exponent` is
 /// from -4 to 5, else `d.ddde+XX`.
-fn write_go(out: &mut String, digits: &[u8], exponent: i32) {
-    use std::fmt::Write as _;
-    let text = std::str::from_utf8(digits).expect("ASCII digits");
+fn write_go(out: &mut Vec<u8>, digits: &[u8], exponent: i32) {
+    use std::io::Write as _;
     if !(-4..6).contains(&exponent) {
-        out.push_str(&text[..1]);
-        if text.len() > 1 {
-            out.push('.');
-            out.push_str(&text[1..]);
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
         }
-        out.push('e');
-        out.push(if exponent < 0 { '-' } else { '+' });
+        out.push(b'e');
+        out.push(if exponent < 0 { b'-' } else { b'+' });
         let _ = write!(out, "{:02}", exponent.unsigned_abs());
     } else if exponent < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exponent - 1) {
-            out.push('0');
-        }
-        out.push_str(text);
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + exponent.unsigned_abs() as usize - 1, b'0');
+        out.extend_from_slice(digits);
     } else {
         let point = exponent.unsigned_abs() as usize + 1;
-        if text.len() <= point {
-            out.push_str(text);
-            for _ in text.len()..point {
-                out.push('0');
-            }
+        if digits.len() <= point {
+            out.extend_from_slice(digits);
+            out.resize(out.len() + point - digits.len(), b'0');
         } else {
-            out.push_str(&text[..point]);
-            out.push('.');
-            out.push_str(&text[point..]);
+            out.extend_from_slice(&digits[..point]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point..]);
         }
     }
 }
 
 /// Go's spelling of `value` as a new string; see [`write()`].
+///
+/// # Panics
+///
+/// Never: the spelling is ASCII.
 pub fn to_string(value: f64) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write(&mut out, value);
-    out
+    String::from_utf8(out).expect("a number is spelled in ASCII")
 }
 
 #[cfg(test)]
@@ -338,19 +382,19 @@ mod tests {
     /// `write` before its fast paths: `Display`, `{:e}` and the integer
     /// case, which the fast paths must match byte for byte.
     fn reference(value: f64) -> String {
-        let mut out = String::new();
         if value.is_nan() || value.is_infinite() || value == 0.0 {
-            super::write(&mut out, value);
+            to_string(value)
         } else if value.fract() == 0.0 && value.abs() < 1e6 {
             #[allow(clippy::cast_possible_truncation)]
             let integer = value as i64;
-            out = integer.to_string();
+            integer.to_string()
         } else if (1e-4..1e6).contains(&value.abs()) {
-            out = format!("{value}");
+            format!("{value}")
         } else {
-            super::write_scientific_as_go(&mut out, &format!("{value:e}"));
+            let mut bytes = Vec::new();
+            super::write_scientific_as_go(&mut bytes, &format!("{value:e}"));
+            String::from_utf8(bytes).unwrap()
         }
-        out
     }
 
     /// A small deterministic generator (xorshift64*), so the comparison

@@ -15,11 +15,11 @@ const CHUNK: usize = 64 * 1024;
 /// Renders `families` into `out`. Families without series are skipped, as
 /// a parser would drop them anyway.
 pub fn render(families: &[Family], out: &mut impl io::Write) -> io::Result<()> {
-    let mut buf = String::with_capacity(CHUNK + 1024);
+    let mut buf = Vec::with_capacity(CHUNK + 1024);
     for family in families {
         render_family(family, &mut buf, out)?;
     }
-    out.write_all(buf.as_bytes())
+    out.write_all(&buf)
 }
 
 /// Renders into a new string.
@@ -33,23 +33,23 @@ pub fn to_string(families: &[Family]) -> String {
     String::from_utf8(out).expect("rendered text is UTF-8")
 }
 
-fn render_family(family: &Family, buf: &mut String, out: &mut impl io::Write) -> io::Result<()> {
+fn render_family(family: &Family, buf: &mut Vec<u8>, out: &mut impl io::Write) -> io::Result<()> {
     if family.is_empty() {
         return Ok(());
     }
     let name = family.name();
     if let Some(help) = family.help() {
-        buf.push_str("# HELP ");
-        buf.push_str(name);
-        buf.push(' ');
+        buf.extend_from_slice(b"# HELP ");
+        buf.extend_from_slice(name.as_bytes());
+        buf.push(b' ');
         escape_help(buf, help);
-        buf.push('\n');
+        buf.push(b'\n');
     }
-    buf.push_str("# TYPE ");
-    buf.push_str(name);
-    buf.push(' ');
-    buf.push_str(family.kind().as_str());
-    buf.push('\n');
+    buf.extend_from_slice(b"# TYPE ");
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(family.kind().as_str().as_bytes());
+    buf.push(b'\n');
     let (points_suffix, bound_label) = if family.kind() == MetricType::Summary {
         ("", "quantile")
     } else {
@@ -79,7 +79,7 @@ fn render_family(family: &Family, buf: &mut String, out: &mut impl io::Write) ->
             }
         }
         if buf.len() >= CHUNK {
-            out.write_all(buf.as_bytes())?;
+            out.write_all(buf)?;
             buf.clear();
         }
     }
@@ -87,55 +87,58 @@ fn render_family(family: &Family, buf: &mut String, out: &mut impl io::Write) ->
 }
 
 fn line(
-    buf: &mut String,
+    buf: &mut Vec<u8>,
     name: &str,
     suffix: &str,
     labels: &str,
     bound: Option<(&str, f64)>,
     value: f64,
 ) {
-    buf.push_str(name);
-    buf.push_str(suffix);
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(suffix.as_bytes());
     if !labels.is_empty() || bound.is_some() {
-        buf.push('{');
-        buf.push_str(labels);
+        buf.push(b'{');
+        buf.extend_from_slice(labels.as_bytes());
         if let Some((label, at)) = bound {
             if !labels.is_empty() {
-                buf.push(',');
+                buf.push(b',');
             }
-            buf.push_str(label);
-            buf.push_str("=\"");
+            buf.extend_from_slice(label.as_bytes());
+            buf.extend_from_slice(b"=\"");
             number(buf, at);
-            buf.push('"');
+            buf.push(b'"');
         }
-        buf.push('}');
+        buf.push(b'}');
     }
-    buf.push(' ');
+    buf.push(b' ');
     number(buf, value);
-    buf.push('\n');
+    buf.push(b'\n');
 }
 
 /// A value or bound as Go's text encoder writes it: [`float::write`], but a
 /// negative zero is `0`, as node_exporter and the Pushgateway print it.
-fn number(buf: &mut String, value: f64) {
+fn number(buf: &mut Vec<u8>, value: f64) {
     if value == 0.0 {
-        buf.push('0');
+        buf.push(b'0');
     } else {
         float::write(buf, value);
     }
 }
 
 /// HELP escaping as node_exporter 1.5.0 reads it: `\` and newline only.
-fn escape_help(buf: &mut String, help: &str) {
+fn escape_help(buf: &mut Vec<u8>, help: &str) {
     if !help.contains(['\\', '\n']) {
-        buf.push_str(help);
+        buf.extend_from_slice(help.as_bytes());
         return;
     }
-    for c in help.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\n' => buf.push_str("\\n"),
-            c => buf.push(c),
+    // Both escaped characters are ASCII, which never occurs inside the
+    // UTF-8 encoding of another character: the bytes can be copied one by
+    // one.
+    for &b in help.as_bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b => buf.push(b),
         }
     }
 }
