@@ -20,6 +20,10 @@
 //! shard only ever *tries* its lock, so a thread that finds its shard busy
 //! (more threads than shards) goes to dlmalloc instead of waiting. A class
 //! keeps at most [`KEEP`] blocks per shard; the rest go back to dlmalloc.
+//!
+//! dlmalloc takes its memory from the system at least [`SEGMENT`] bytes at
+//! a time ([`Segments`]), and blocks of [`MAPPED_FROM`] bytes or more are
+//! mappings of their own ([`Place::Mapped`]).
 
 #![allow(unsafe_code)]
 
@@ -51,7 +55,7 @@ const KEEP: u32 = 64;
 /// The global allocator.
 pub struct Allocator {
     locked: AtomicBool,
-    heap: UnsafeCell<Dlmalloc>,
+    heap: UnsafeCell<Dlmalloc<Segments>>,
     shards: [Shard; SHARDS],
     /// The shard the next thread is given.
     next: AtomicUsize,
@@ -71,14 +75,14 @@ impl Allocator {
     pub const fn new() -> Self {
         Self {
             locked: AtomicBool::new(false),
-            heap: UnsafeCell::new(Dlmalloc::new()),
+            heap: UnsafeCell::new(Dlmalloc::new_with_allocator(Segments)),
             shards: [const { Shard::new() }; SHARDS],
             next: AtomicUsize::new(0),
         }
     }
 
     /// Runs `f` on the heap, alone.
-    fn with<T>(&self, f: impl FnOnce(&mut Dlmalloc) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Dlmalloc<Segments>) -> T) -> T {
         let mut spins = 0u32;
         while self
             .locked
@@ -112,6 +116,123 @@ impl Allocator {
             .unwrap_or(0);
         &self.shards[index]
     }
+}
+
+/// The least memory dlmalloc takes from the system at a time. Its own step
+/// is 64 kB: a 100,000-series push mapped 166 regions one by one, each a
+/// system call made while holding the heap lock, which the other parsing
+/// thread then waited on (690 `sched_yield`s). Mapped memory costs nothing
+/// until it is touched, so a larger step only takes address space.
+const SEGMENT: usize = 4 << 20;
+
+/// Where dlmalloc gets its memory: anonymous private mappings, of at least
+/// [`SEGMENT`] bytes.
+struct Segments;
+
+// SAFETY: every region returned is a fresh anonymous mapping of the size
+// reported, readable, writable and zeroed; regions are resized and
+// released only as dlmalloc asks, with the sizes it was given.
+unsafe impl dlmalloc::Allocator for Segments {
+    fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
+        let size = size.max(SEGMENT);
+        match map(size) {
+            Some(region) => (region, size, 0),
+            None => (ptr::null_mut(), 0, 0),
+        }
+    }
+
+    fn remap(&self, region: *mut u8, old: usize, new: usize, can_move: bool) -> *mut u8 {
+        let flags = if can_move { libc::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: `region` is a mapping of `old` bytes made here.
+        let moved = unsafe { libc::mremap(region.cast(), old, new, flags) };
+        if moved == libc::MAP_FAILED {
+            ptr::null_mut()
+        } else {
+            moved.cast()
+        }
+    }
+
+    fn free_part(&self, region: *mut u8, old: usize, new: usize) -> bool {
+        // SAFETY: `region` is a mapping of `old` bytes made here; its tail
+        // past `new` is unmapped.
+        unsafe {
+            libc::mremap(region.cast(), old, new, 0) != libc::MAP_FAILED
+                || libc::munmap(region.add(new).cast(), old - new) == 0
+        }
+    }
+
+    fn free(&self, region: *mut u8, size: usize) -> bool {
+        // SAFETY: `region` is a mapping of `size` bytes made here.
+        unsafe { libc::munmap(region.cast(), size) == 0 }
+    }
+
+    fn can_release_part(&self, _flags: u32) -> bool {
+        true
+    }
+
+    fn allocates_zeros(&self) -> bool {
+        true
+    }
+
+    fn page_size(&self) -> usize {
+        page_size()
+    }
+}
+
+/// Blocks of at least this many bytes are mappings of their own, outside
+/// dlmalloc, as in glibc's allocator: a mapping is zeroed without being
+/// touched, grows by moving pages instead of bytes (`mremap`), and goes
+/// back to the system as soon as it is freed. (In dlmalloc, the freed
+/// buffers of a request body that grew to 64 MiB stayed resident.)
+const MAPPED_FROM: usize = 1 << 20;
+
+/// Where a block of `layout` lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A block of this size class, kept by the shards when freed.
+    Small(usize),
+    /// dlmalloc's.
+    Heap,
+    /// A mapping of its own, of [`mapped_size`] bytes.
+    Mapped,
+}
+
+fn place(layout: Layout) -> Place {
+    if let Some(class) = class(layout) {
+        Place::Small(class)
+    } else if layout.size() >= MAPPED_FROM && layout.align() <= page_size() {
+        Place::Mapped
+    } else {
+        Place::Heap
+    }
+}
+
+/// The system's page size.
+fn page_size() -> usize {
+    // SAFETY: no arguments to get wrong.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// The size of the mapping that holds a block of `size` bytes.
+fn mapped_size(size: usize) -> usize {
+    size.next_multiple_of(page_size())
+}
+
+/// A new zeroed, readable and writable anonymous mapping of `size` bytes.
+fn map(size: usize) -> Option<*mut u8> {
+    // SAFETY: a new mapping, at an address the kernel picks.
+    let region = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (region != libc::MAP_FAILED).then_some(region.cast())
 }
 
 /// The size class of `layout`, if the shards keep blocks of it.
@@ -209,40 +330,51 @@ impl Shard {
 }
 
 // SAFETY: every block comes from dlmalloc, which meets GlobalAlloc's
-// contract, under the lock; a small block is one of `class_size` bytes
-// aligned to `STEP`, which covers every layout of its class, and a kept
-// block is handed out again only once.
+// contract, under the lock, or is a mapping of its own, page-aligned, whose
+// size follows from the layout's; a small block is one of `class_size`
+// bytes aligned to `STEP`, which covers every layout of its class, and a
+// kept block is handed out again only once. A layout's place is the same
+// when a block is made and when it is freed or resized.
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class(layout) {
-            Some(class) => self.shard().take(class).unwrap_or_else(|| {
+        match place(layout) {
+            Place::Small(class) => self.shard().take(class).unwrap_or_else(|| {
                 self.with(|heap| unsafe { heap.malloc(class_size(class), STEP) })
             }),
-            None => self.with(|heap| unsafe { heap.malloc(layout.size(), layout.align()) }),
+            Place::Heap => self.with(|heap| unsafe { heap.malloc(layout.size(), layout.align()) }),
+            Place::Mapped => map(mapped_size(layout.size())).unwrap_or(ptr::null_mut()),
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match class(layout) {
-            Some(_) => {
+        match place(layout) {
+            Place::Small(_) => {
                 let block = unsafe { self.alloc(layout) };
                 if !block.is_null() {
                     unsafe { block.write_bytes(0, layout.size()) };
                 }
                 block
             }
-            None => self.with(|heap| unsafe { heap.calloc(layout.size(), layout.align()) }),
+            Place::Heap => self.with(|heap| unsafe { heap.calloc(layout.size(), layout.align()) }),
+            // Fresh mappings are zeroed.
+            Place::Mapped => unsafe { self.alloc(layout) },
         }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match class(layout) {
-            Some(class) => {
+        match place(layout) {
+            Place::Small(class) => {
                 if !self.shard().keep(class, ptr) {
                     self.with(|heap| unsafe { heap.free(ptr, class_size(class), STEP) });
                 }
             }
-            None => self.with(|heap| unsafe { heap.free(ptr, layout.size(), layout.align()) }),
+            Place::Heap => {
+                self.with(|heap| unsafe { heap.free(ptr, layout.size(), layout.align()) });
+            }
+            Place::Mapped => {
+                // SAFETY: the block is a mapping of this size made by `alloc`.
+                unsafe { libc::munmap(ptr.cast(), mapped_size(layout.size())) };
+            }
         }
     }
 
@@ -250,14 +382,31 @@ unsafe impl GlobalAlloc for Allocator {
         // SAFETY: GlobalAlloc::realloc's contract: `new_size`, rounded up to
         // the alignment, does not overflow.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        match (class(layout), class(new_layout)) {
-            // Both large: dlmalloc grows or moves the block itself.
-            (None, None) => self
+        match (place(layout), place(new_layout)) {
+            // Both dlmalloc's: it grows or moves the block itself.
+            (Place::Heap, Place::Heap) => self
                 .with(|heap| unsafe { heap.realloc(ptr, layout.size(), layout.align(), new_size) }),
             // The same class: the block already holds the new size.
-            (Some(old), Some(new)) if old == new => ptr,
-            // Across classes, or between small and large: a block's size
-            // must stay its class's, so move it.
+            (Place::Small(old), Place::Small(new)) if old == new => ptr,
+            // Both mappings: the kernel moves the pages, not the bytes.
+            (Place::Mapped, Place::Mapped) => {
+                // SAFETY: the block is a mapping of the old size made here.
+                let moved = unsafe {
+                    libc::mremap(
+                        ptr.cast(),
+                        mapped_size(layout.size()),
+                        mapped_size(new_size),
+                        libc::MREMAP_MAYMOVE,
+                    )
+                };
+                if moved == libc::MAP_FAILED {
+                    ptr::null_mut()
+                } else {
+                    moved.cast()
+                }
+            }
+            // Across classes, or between places: a block's size must stay
+            // its place's, so move it.
             _ => {
                 let moved = unsafe { self.alloc(new_layout) };
                 if !moved.is_null() {
@@ -277,7 +426,7 @@ mod tests {
     use super::*;
 
     /// Allocates and fills blocks of many sizes, grows and shrinks them across
-    /// classes and into dlmalloc's own sizes, and checks every byte: blocks
+    /// classes and places, and checks every byte: blocks
     /// handed out twice, or moved short, would show as wrong bytes.
     fn churn(allocator: &Allocator, seed: usize) {
         let mut blocks: Vec<(*mut u8, Layout, u8)> = Vec::new();
@@ -289,7 +438,13 @@ mod tests {
             );
         };
         for round in 0..2000 {
-            let size = 1 + (round * 37 + seed * 11) % 6000;
+            // Now and then a block about as large as MAPPED_FROM, of either
+            // place.
+            let size = if round % 40 == 7 {
+                MAPPED_FROM / 2 + (round * 4099 + seed) % (2 * MAPPED_FROM)
+            } else {
+                1 + (round * 37 + seed * 11) % 6000
+            };
             let align = [1, 8, 16, 64][round % 4];
             let layout = Layout::from_size_align(size, align).unwrap();
             let block = if round % 3 == 0 {
@@ -312,7 +467,11 @@ mod tests {
             if round % 5 == 4 {
                 // Resize one, keeping its bytes up to the smaller size.
                 let (block, layout, byte) = blocks.swap_remove(round % blocks.len());
-                let new_size = 1 + (round * 53) % 5000;
+                let new_size = if round % 40 == 9 {
+                    MAPPED_FROM / 2 + (round * 7919) % (2 * MAPPED_FROM)
+                } else {
+                    1 + (round * 53) % 5000
+                };
                 let moved = unsafe { allocator.realloc(block, layout, new_size) };
                 assert!(!moved.is_null());
                 let kept =
@@ -363,6 +522,15 @@ mod tests {
                 })
                 .expect("no thread holds a shard now");
         }
+    }
+
+    #[test]
+    fn blocks_from_the_mapping_size_up_are_mappings_unless_overaligned() {
+        let layout = |size, align| Layout::from_size_align(size, align).unwrap();
+        assert_eq!(place(layout(MAPPED_FROM - 1, 8)), Place::Heap);
+        assert_eq!(place(layout(MAPPED_FROM, 8)), Place::Mapped);
+        assert_eq!(place(layout(MAPPED_FROM, page_size() * 2)), Place::Heap);
+        assert_eq!(place(layout(16, 8)), Place::Small(0));
     }
 
     #[test]

@@ -257,6 +257,15 @@ impl Index {
         if let Some(postings) = &self.postings {
             return postings.candidates(name, print);
         }
+        let mut others = self
+            .files
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .peekable();
+        if others.peek().is_none() {
+            // Alone in the directory: spare the names of a large push.
+            return Vec::new();
+        }
         let related = print.related_names();
         let conflicts = |entry: &Entry| match &entry.print {
             Print::Unparsable => false,
@@ -264,9 +273,8 @@ impl Index {
                 .any(|f| family_conflicts(&related, f.name, f.kind, f.help, f.ids())),
             Print::Decoded(theirs) => theirs.hits(&related),
         };
-        self.files
-            .iter()
-            .filter(|(other, entry)| other.as_str() != name && conflicts(entry))
+        others
+            .filter(|(_, entry)| conflicts(entry))
             .map(|(other, _)| other.clone())
             .collect()
     }
