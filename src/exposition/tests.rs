@@ -597,6 +597,30 @@ fn renders_something(family: &Family) -> bool {
     })
 }
 
+#[test]
+fn name_comparisons_agree_with_the_standard_ones() {
+    // Lengths around the eight-byte steps, differing at every position.
+    let mut texts = vec![String::new()];
+    for len in [1, 7, 8, 9, 16, 17, 25] {
+        let base: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        texts.push(base.clone());
+        for at in 0..len {
+            let mut other = base.clone().into_bytes();
+            other[at] = b'Z';
+            texts.push(String::from_utf8(other).unwrap());
+        }
+    }
+    texts.push("é".to_owned());
+    for a in &texts {
+        for b in &texts {
+            assert_eq!(super::same_text(a, b), a == b, "{a:?} {b:?}");
+            assert_eq!(super::cmp_names(a, b), a.cmp(b), "{a:?} {b:?}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, max_global_rejects: 20_000, ..ProptestConfig::default() })]
 

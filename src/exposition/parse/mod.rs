@@ -19,7 +19,7 @@ pub use error::{ParseError, ParseErrorKind};
 use self::cursor::{
     Cursor, lossy, read_help, read_label_value, timestamp_error, without_backslashes,
 };
-use super::{Distribution, Family, Injection, MetricType, Pair, Value};
+use super::{Distribution, Family, Injection, MetricType, Pair, Value, cmp_names, same_text};
 use super::{float, parallel};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
@@ -196,8 +196,12 @@ struct Parser<'a> {
     injection: &'a Injection,
     /// Whether a merge may have lost information: see [`parse_injected`].
     lossy: bool,
-    /// The last sample name resolved, which the next line usually repeats.
-    last: Option<(&'a str, usize, Role)>,
+    /// The last sample names resolved, the latest at `recent[latest]`: the
+    /// next line usually repeats one (a gauge's name, or the `_bucket`,
+    /// `_sum` and `_count` of a histogram in turn). A name resolves to the
+    /// same family and role for good once it has resolved.
+    recent: [(&'a str, usize, Role); RECENT],
+    latest: usize,
     states: Vec<FamilyState>,
     by_name: HashMap<&'a str, usize>,
     /// `_sum`, `_count` and `_bucket` names resolved to their summary or
@@ -206,6 +210,9 @@ struct Parser<'a> {
     labels: Vec<Pair<'a>>,
     text: String,
 }
+
+/// How many sample names a parser remembers ([`Parser::recent`]).
+const RECENT: usize = 4;
 
 type Step<T = ()> = Result<T, (usize, ParseErrorKind)>;
 
@@ -230,7 +237,8 @@ impl<'a> Parser<'a> {
         Self {
             injection,
             lossy: false,
-            last: None,
+            recent: [("", 0, Role::Plain); RECENT],
+            latest: 0,
             states: Vec::new(),
             by_name: HashMap::new(),
             aliases: HashMap::new(),
@@ -444,11 +452,18 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::InvalidMetricName { found: c.found() },
             ));
         }
-        let (index, role) = match self.last {
-            Some((last, index, role)) if last == name => (index, role),
-            _ => self.resolve(name, line_no),
+        // Never "", which no sample name is.
+        let seen = (0..RECENT)
+            .map(|back| self.recent[(self.latest + RECENT - back) % RECENT])
+            .find(|&(seen, ..)| same_text(seen, name));
+        let (index, role) = if let Some((_, index, role)) = seen {
+            (index, role)
+        } else {
+            let (index, role) = self.resolve(name, line_no);
+            self.latest = (self.latest + 1) % RECENT;
+            self.recent[self.latest] = (name, index, role);
+            (index, role)
         };
-        self.last = Some((name, index, role));
         let state = &mut self.states[index];
         state.type_set = true;
         let family = state
@@ -499,7 +514,7 @@ impl<'a> Parser<'a> {
         // hashing.
         let last = state.family().len().checked_sub(1);
         let series = if let Some(series) =
-            last.filter(|&last| state.family().labels_at(last) == self.text.as_str())
+            last.filter(|&last| same_text(state.family().labels_at(last), &self.text))
         {
             series
         } else if let Some(&series) = state.distributions.get(self.text.as_str()) {
@@ -627,8 +642,12 @@ impl<'a> Parser<'a> {
     /// Sorts the line's labels by name and writes their canonical text,
     /// with the injection merged in.
     fn canonical_text(&mut self) {
-        if !self.labels.is_sorted_by(|a, b| a.name <= b.name) {
-            self.labels.sort_unstable_by(|a, b| a.name.cmp(b.name));
+        if !self
+            .labels
+            .is_sorted_by(|a, b| cmp_names(a.name, b.name).is_le())
+        {
+            self.labels
+                .sort_unstable_by(|a, b| cmp_names(a.name, b.name));
         }
         self.text.clear();
         self.lossy |= self
