@@ -23,8 +23,7 @@
 //!
 //! dlmalloc takes its memory from the system at least [`SEGMENT`] bytes at
 //! a time ([`Segments`]), and blocks of [`MAPPED_FROM`] bytes or more are
-//! mappings of their own ([`Place::Mapped`]); a short-lived command with a
-//! large heap has it backed by huge pages ([`use_huge_pages`]).
+//! mappings of their own ([`Place::Mapped`]).
 
 #![allow(unsafe_code)]
 
@@ -135,21 +134,9 @@ struct Segments;
 // released only as dlmalloc asks, with the sizes it was given.
 unsafe impl dlmalloc::Allocator for Segments {
     fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
-        // The first segment, which serves the parsing of the arguments, is
-        // only as large as dlmalloc asks: a command that then asks for huge
-        // pages ([`use_huge_pages`]) has the rest of its heap in segments
-        // made after.
-        let made = SEGMENTS_MADE.fetch_add(1, Ordering::Relaxed);
-        let size = if made == 0 { size } else { size.max(SEGMENT) };
+        let size = size.max(SEGMENT);
         match map(size) {
-            Some(region) => {
-                // From the third on: a small command's heap never gets there,
-                // and a huge page would cost it more than it saves.
-                if made >= 2 && HUGE_PAGES.load(Ordering::Relaxed) {
-                    advise_huge_pages(region, size);
-                }
-                (region, size, 0)
-            }
+            Some(region) => (region, size, 0),
             None => (ptr::null_mut(), 0, 0),
         }
     }
@@ -245,34 +232,7 @@ fn map(size: usize) -> Option<*mut u8> {
             0,
         )
     };
-    if region == libc::MAP_FAILED {
-        return None;
-    }
-    Some(region.cast())
-}
-
-/// Asks for huge pages for the mapping at `region`. Refused (a kernel
-/// without transparent huge pages), it changes nothing.
-fn advise_huge_pages(region: *mut u8, size: usize) {
-    // SAFETY: advice on a mapping made here, of `size` bytes.
-    unsafe { libc::madvise(region.cast(), size, libc::MADV_HUGEPAGE) };
-}
-
-/// Whether the heap's later segments ask for huge pages.
-static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
-
-/// How many segments the heap has had.
-static SEGMENTS_MADE: AtomicUsize = AtomicUsize::new(0);
-
-/// From now on, the heap's segments past the first two ask the kernel for
-/// transparent huge pages (`MADV_HUGEPAGE`; with the kernel's default
-/// `enabled=madvise`, only memory that asks gets them). A page fault then
-/// maps 2 MiB instead of 4 kB: a 100,000-series push took 5,100 faults
-/// without, 240 with, and 7% less time (measured 2026-12-06). For the
-/// short-lived commands only: in a long-lived process the partly used huge
-/// pages would stay resident.
-pub fn use_huge_pages() {
-    HUGE_PAGES.store(true, Ordering::Relaxed);
+    (region != libc::MAP_FAILED).then_some(region.cast())
 }
 
 /// The size class of `layout`, if the shards keep blocks of it.
@@ -571,45 +531,6 @@ mod tests {
         assert_eq!(place(layout(MAPPED_FROM, 8)), Place::Mapped);
         assert_eq!(place(layout(MAPPED_FROM, page_size() * 2)), Place::Heap);
         assert_eq!(place(layout(16, 8)), Place::Small(0));
-    }
-
-    /// The `VmFlags` of the mapping that holds `address`, from
-    /// /proc/self/smaps, if one does.
-    fn mapping_flags(address: usize) -> Option<String> {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut inside = false;
-        for line in smaps.lines() {
-            let range = line.split_whitespace().next().unwrap_or_default();
-            if let Some((start, end)) = range.split_once('-')
-                && let (Ok(start), Ok(end)) = (
-                    usize::from_str_radix(start, 16),
-                    usize::from_str_radix(end, 16),
-                )
-            {
-                inside = (start..end).contains(&address);
-            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
-                return Some(flags.to_owned());
-            }
-        }
-        None
-    }
-
-    #[test]
-    fn once_asked_the_later_segments_ask_for_huge_pages() {
-        let segment = |made| {
-            SEGMENTS_MADE.store(made, Ordering::Relaxed);
-            let (region, size, _) = dlmalloc::Allocator::alloc(&Segments, 4096);
-            let huge = mapping_flags(region as usize)
-                .expect("mapped")
-                .contains(" hg");
-            assert!(dlmalloc::Allocator::free(&Segments, region, size));
-            (size, huge)
-        };
-        assert_eq!(segment(5), (SEGMENT, false));
-        use_huge_pages();
-        assert_eq!(segment(0), (4096, false));
-        assert_eq!(segment(1), (SEGMENT, false));
-        assert_eq!(segment(2), (SEGMENT, true));
     }
 
     #[test]

@@ -7,13 +7,6 @@ use promdrop::exit::Exit;
 
 fn main() -> ExitCode {
     let command = promdrop::cli::parse();
-    #[cfg(target_env = "musl")]
-    if !matches!(
-        command,
-        promdrop::cli::Command::Serve(_) | promdrop::cli::Command::Run(_)
-    ) {
-        allocator::use_huge_pages();
-    }
     match promdrop::run(command) {
         Ok(exit) => exit.into(),
         Err(err) if promdrop::is_broken_pipe(&err) => Exit::Success.into(),
