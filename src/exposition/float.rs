@@ -234,8 +234,9 @@ fn write_positional(out: &mut Vec<u8>, negative: bool, mantissa: u64, scale: usi
     out.extend_from_slice(&buf[at..]);
 }
 
-/// Writes `mantissa / 10^scale` in Go's `'g'` layout (see [`write_go`]).
-/// `mantissa` is not 0, and does not end in 0 when `scale` is not 0.
+/// Writes `mantissa / 10^scale`, which is below 10^-4 or from 10^6 up, as
+/// Go does ([`write_exponent`]). `mantissa` is not 0, and does not end in 0
+/// when `scale` is not 0.
 fn write_decimal(out: &mut Vec<u8>, mantissa: u64, scale: usize) {
     let mut buf = [0u8; 20];
     let mut at = buf.len();
@@ -249,10 +250,11 @@ fn write_decimal(out: &mut Vec<u8>, mantissa: u64, scale: usize) {
     // At most 20 digits and a scale of at most 22: no truncation.
     let exponent = i32::from(digits.len() as u8) - 1 - i32::from(scale as u8);
     let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
-    write_go(out, &digits[..end], exponent);
+    write_exponent(out, &digits[..end], exponent);
 }
 
-/// Converts Rust's shortest `{:e}` spelling (`-1.2345675e6`) to Go's layout.
+/// Converts Rust's shortest `{:e}` spelling (`-1.2345675e6`) of a number
+/// below 10^-4 or from 10^6 up to Go's (`-1.2345675e+06`).
 fn write_scientific_as_go(out: &mut Vec<u8>, rust: &str) {
     let (mantissa, exponent) = rust.split_once('e').unwrap_or((rust, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
@@ -260,38 +262,24 @@ fn write_scientific_as_go(out: &mut Vec<u8>, rust: &str) {
         out.push(b'-');
     }
     let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    write_go(out, &digits, exponent);
+    write_exponent(out, &digits, exponent);
 }
 
 /// Writes the number `d.ddd × 10^exponent`, given its significant `digits`
-/// (no trailing zeros), in Go's `'g'` layout: positional when `exponent` is
-/// from -4 to 5, else `d.ddde+XX`.
-fn write_go(out: &mut Vec<u8>, digits: &[u8], exponent: i32) {
+/// (no trailing zeros), as Go's `'g'` does for an `exponent` outside -4 to
+/// 5: `d.ddde+XX`. (Inside that range Go writes the number positionally,
+/// which [`write()`] does itself.)
+fn write_exponent(out: &mut Vec<u8>, digits: &[u8], exponent: i32) {
     use std::io::Write as _;
-    if !(-4..6).contains(&exponent) {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
-        }
-        out.push(b'e');
-        out.push(if exponent < 0 { b'-' } else { b'+' });
-        let _ = write!(out, "{:02}", exponent.unsigned_abs());
-    } else if exponent < 0 {
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + exponent.unsigned_abs() as usize - 1, b'0');
-        out.extend_from_slice(digits);
-    } else {
-        let point = exponent.unsigned_abs() as usize + 1;
-        if digits.len() <= point {
-            out.extend_from_slice(digits);
-            out.resize(out.len() + point - digits.len(), b'0');
-        } else {
-            out.extend_from_slice(&digits[..point]);
-            out.push(b'.');
-            out.extend_from_slice(&digits[point..]);
-        }
+    debug_assert!(!(-4..6).contains(&exponent), "positional: {exponent}");
+    out.push(digits[0]);
+    if digits.len() > 1 {
+        out.push(b'.');
+        out.extend_from_slice(&digits[1..]);
     }
+    out.push(b'e');
+    out.push(if exponent < 0 { b'-' } else { b'+' });
+    let _ = write!(out, "{:02}", exponent.unsigned_abs());
 }
 
 /// Go's spelling of `value` as a new string; see [`write()`].
