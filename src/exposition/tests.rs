@@ -601,7 +601,7 @@ fn renders_something(family: &Family) -> bool {
 fn name_comparisons_agree_with_the_standard_ones() {
     // Lengths around the eight-byte steps, differing at every position.
     let mut texts = vec![String::new()];
-    for len in [1, 7, 8, 9, 16, 17, 25] {
+    for len in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 25] {
         let base: String = (0..len)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
@@ -619,6 +619,31 @@ fn name_comparisons_agree_with_the_standard_ones() {
             assert_eq!(super::cmp_names(a, b), a.cmp(b), "{a:?} {b:?}");
         }
     }
+}
+
+#[test]
+fn names_that_start_or_extend_those_of_the_line_before_are_read_whole() {
+    // The parser first tries the names of the line before, in the same
+    // places: each line here has a name one of them starts, or one that
+    // starts one of them.
+    let input = "a{x=\"1\",xy=\"2\"} 1\n\
+                 a_b{xy=\"1\",x=\"2\"} 2\n\
+                 a{x=\"3\"} 3\n\
+                 ab{x=\"1\",xyz=\"3\",x1=\"4\"} 4\n\
+                 a_b:c{x1=\"5\",x=\"6\"} 5\n\
+                 a_b:c{x1=\"7\"} 6\n";
+    let families = parse(input.as_bytes()).unwrap();
+    let read: Vec<(&str, Vec<&str>)> = families
+        .iter()
+        .map(|f| (f.name(), f.series().map(|s| s.labels.as_text()).collect()))
+        .collect();
+    let expected = [
+        ("a", vec![r#"x="1",xy="2""#, r#"x="3""#]),
+        ("a_b", vec![r#"x="2",xy="1""#]),
+        ("a_b:c", vec![r#"x1="7""#, r#"x="6",x1="5""#]),
+        ("ab", vec![r#"x="1",x1="4",xyz="3""#]),
+    ];
+    assert_eq!(read, expected);
 }
 
 proptest! {

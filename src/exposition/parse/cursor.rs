@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{ParseErrorKind, Step};
+use crate::exposition::same_bytes;
 
 /// A position in one line.
 pub(super) struct Cursor<'a> {
@@ -56,24 +57,44 @@ impl<'a> Cursor<'a> {
 
     /// A name whose first byte is in `first` and the rest in `rest`, or ""
     /// (with the cursor unmoved) when the first byte is not.
-    fn take_name(&mut self, first: u8, rest: u8) -> &'a str {
+    ///
+    /// `likely` is a name of the same kind read before, or "": most lines
+    /// repeat the names of the line before, in the same places, and when
+    /// the line continues with `likely` and the name ends there, its bytes
+    /// are compared at once instead of looked up one by one.
+    fn take_name(&mut self, first: u8, rest: u8, likely: &str) -> &'a str {
+        let start = self.pos;
+        let ahead = &self.line[start..];
+        if !likely.is_empty()
+            && ahead
+                .get(..likely.len())
+                .is_some_and(|head| same_bytes(head, likely.as_bytes()))
+            && ahead
+                .get(likely.len())
+                .is_none_or(|&b| CLASSES[usize::from(b)] & rest == 0)
+        {
+            debug_assert!(is_name(likely.as_bytes(), first, rest));
+            self.pos += likely.len();
+            return self.ascii_at(start);
+        }
         if self
             .peek()
             .is_none_or(|b| CLASSES[usize::from(b)] & first == 0)
         {
             return "";
         }
-        let start = self.pos;
         self.take_class(rest);
         self.ascii_at(start)
     }
 
-    pub(super) fn take_metric_name(&mut self) -> &'a str {
-        self.take_name(METRIC_START, METRIC)
+    /// A metric name, or "": see [`Cursor::take_name`] for `likely`.
+    pub(super) fn take_metric_name(&mut self, likely: &str) -> &'a str {
+        self.take_name(METRIC_START, METRIC, likely)
     }
 
-    pub(super) fn take_label_name(&mut self) -> &'a str {
-        self.take_name(LABEL_START, LABEL)
+    /// A label name, or "": see [`Cursor::take_name`] for `likely`.
+    pub(super) fn take_label_name(&mut self, likely: &str) -> &'a str {
+        self.take_name(LABEL_START, LABEL, likely)
     }
 
     /// The name from `start` to the cursor, which was checked against an
@@ -97,6 +118,15 @@ impl<'a> Cursor<'a> {
             },
         }
     }
+}
+
+/// Whether `name` is a name whose first byte is in `first` and the rest in
+/// `rest`.
+fn is_name(name: &[u8], first: u8, rest: u8) -> bool {
+    name.split_first().is_some_and(|(&head, tail)| {
+        CLASSES[usize::from(head)] & first != 0
+            && tail.iter().all(|&b| CLASSES[usize::from(b)] & rest != 0)
+    })
 }
 
 /// What each byte may be, as bits: [`METRIC_START`] and [`METRIC`] for

@@ -208,8 +208,15 @@ struct Parser<'a> {
     /// histogram. Their family's type is set for good by then.
     aliases: HashMap<&'a str, (usize, Role)>,
     labels: Vec<Pair<'a>>,
+    /// The label names of the last line with labels, in the order read
+    /// (the first [`LABEL_HINTS`]): the names the next line most likely
+    /// has in the same places.
+    label_hints: [&'a str; LABEL_HINTS],
     text: String,
 }
+
+/// How many label names of a line [`Parser::label_hints`] keeps.
+const LABEL_HINTS: usize = 8;
 
 /// How many sample names a parser remembers ([`Parser::recent`]).
 const RECENT: usize = 4;
@@ -243,6 +250,7 @@ impl<'a> Parser<'a> {
             by_name: HashMap::new(),
             aliases: HashMap::new(),
             labels: Vec::new(),
+            label_hints: [""; LABEL_HINTS],
             text: String::new(),
         }
     }
@@ -291,10 +299,14 @@ impl<'a> Parser<'a> {
     }
 
     /// Sorts every family's series, and their buckets and quantiles: the
-    /// order [`parse`] returns. Each part's parser does it for its own.
+    /// order [`parse`] returns. Each part's parser does it for its own, and
+    /// frees what only reading needed there, on its own thread.
     fn canonical(mut self) -> Self {
-        for family in self.states.iter_mut().filter_map(|s| s.family.as_mut()) {
-            family.canonicalize();
+        for state in &mut self.states {
+            state.distributions = HashMap::new();
+            if let Some(family) = &mut state.family {
+                family.canonicalize();
+            }
         }
         self
     }
@@ -355,7 +367,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         c.skip_blanks();
-        let name = c.take_metric_name();
+        let name = c.take_metric_name("");
         if c.at_end() {
             return Ok(());
         }
@@ -445,7 +457,7 @@ impl<'a> Parser<'a> {
 
     fn sample(&mut self, c: &mut Cursor<'a>, line_no: u32) -> Step {
         let name_pos = c.pos;
-        let name = c.take_metric_name();
+        let name = c.take_metric_name(self.recent[self.latest].0);
         if name.is_empty() {
             return Err((
                 c.pos,
@@ -545,6 +557,7 @@ impl<'a> Parser<'a> {
         metric: &str,
     ) -> Step<Option<(f64, &'a str)>> {
         let mut bound = None;
+        let mut place = 0;
         loop {
             c.skip_blanks();
             if c.peek() == Some(b'}') {
@@ -552,7 +565,12 @@ impl<'a> Parser<'a> {
                 return Ok(bound);
             }
             let name_pos = c.pos;
-            let label = c.take_label_name();
+            let hint = self.label_hints.get_mut(place);
+            let label = c.take_label_name(hint.as_deref().copied().unwrap_or(""));
+            if let Some(hint) = hint {
+                *hint = label;
+            }
+            place += 1;
             if label.is_empty() {
                 let found = c.found();
                 return Err((
@@ -666,13 +684,8 @@ impl<'a> Parser<'a> {
 
     fn families(self) -> Result<Vec<Family>, (u32, ParseErrorKind)> {
         let mut families = Vec::with_capacity(self.states.len());
-        let populated: HashMap<&str, usize> = self
-            .states
-            .iter()
-            .filter_map(|s| s.family.as_ref())
-            .filter(|f| !f.is_empty())
-            .map(|f| (f.name(), f.len()))
-            .collect();
+        // Built at the first family without series, which most inputs lack.
+        let mut populated: Option<HashMap<&str, usize>> = None;
         for state in &self.states {
             let Some(family) = &state.family else {
                 continue;
@@ -680,6 +693,14 @@ impl<'a> Parser<'a> {
             if !family.is_empty() {
                 continue;
             }
+            let populated = populated.get_or_insert_with(|| {
+                self.states
+                    .iter()
+                    .filter_map(|s| s.family.as_ref())
+                    .filter(|f| !f.is_empty())
+                    .map(|f| (f.name(), f.len()))
+                    .collect()
+            });
             let sibling = ["_total", "_bucket", "_count", "_sum", "_created", "_info"]
                 .iter()
                 .map(|suffix| format!("{}{suffix}", family.name()))
