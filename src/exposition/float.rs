@@ -66,9 +66,11 @@ fn parse_short_decimal(token: &[u8]) -> Option<f64> {
     if digits == 0 {
         return None;
     }
-    let scale = point.map_or(0, |i| unsigned.len() - i - 1);
     #[allow(clippy::cast_precision_loss)] // below 10^15 < 2^53: exact
-    let value = mantissa as f64 / POW10[scale];
+    let value = match point.map_or(0, |i| unsigned.len() - i - 1) {
+        0 => mantissa as f64,
+        scale => mantissa as f64 / POW10[scale],
+    };
     Some(if negative { -value } else { value })
 }
 
@@ -181,7 +183,14 @@ const SHORT_MANTISSA: f64 = 1e14;
 /// the rounding interval, which holds only one point of that grid.
 /// `value` is positive and finite.
 fn short_decimal(value: f64) -> Option<(u64, usize)> {
-    for (scale, &power) in POW10.iter().enumerate() {
+    // A whole number (a count, a size) is its own mantissa, and no other
+    // number has one at scale 0: the search starts at 1.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    if value < SHORT_MANTISSA && (value as i64) as f64 == value {
+        #[allow(clippy::cast_sign_loss)] // positive
+        return Some((value as i64 as u64, 0));
+    }
+    for (scale, &power) in POW10.iter().enumerate().skip(1) {
         // `scaled + 0.5` is exact below 2^52, so its integer part is
         // `scaled` rounded half up, which for a positive number is what
         // `round` gives; it takes no call into the maths library (x86-64
@@ -412,6 +421,7 @@ mod tests {
             1e6,
             1.5e9,
             99_999_999_999_999.0,
+            99_999_999_999_999.5,
             1e14,
             1e15,
             1e22,
