@@ -565,9 +565,9 @@ impl<'a> Parser<'a> {
                 return Ok(bound);
             }
             let name_pos = c.pos;
-            let hint = self.label_hints.get_mut(place);
-            let label = c.take_label_name(hint.as_deref().copied().unwrap_or(""));
-            if let Some(hint) = hint {
+            let likely = self.label_hints.get(place).copied().unwrap_or("");
+            let label = c.take_label_name(likely);
+            if let Some(hint) = self.label_hints.get_mut(place) {
                 *hint = label;
             }
             place += 1;
