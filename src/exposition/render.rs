@@ -55,18 +55,20 @@ fn render_family(family: &Family, buf: &mut Vec<u8>, out: &mut impl io::Write) -
     } else {
         ("_bucket", "le")
     };
+    let mut bounds = Bounds::default();
     for series in family.series() {
         let labels = series.labels.as_text();
         match series.value {
             Value::Single(v) => line(buf, name, "", labels, None, *v),
             Value::Distribution(d) => {
-                for &(bound, v) in &d.points {
+                for (at, &(bound, v)) in d.points.iter().enumerate() {
+                    let spelled = bounds.spell(at, bound);
                     line(
                         buf,
                         name,
                         points_suffix,
                         labels,
-                        Some((bound_label, bound)),
+                        Some((bound_label, spelled)),
                         v,
                     );
                 }
@@ -91,7 +93,7 @@ fn line(
     name: &str,
     suffix: &str,
     labels: &str,
-    bound: Option<(&str, f64)>,
+    bound: Option<(&str, &[u8])>,
     value: f64,
 ) {
     buf.extend_from_slice(name.as_bytes());
@@ -99,13 +101,13 @@ fn line(
     if !labels.is_empty() || bound.is_some() {
         buf.push(b'{');
         buf.extend_from_slice(labels.as_bytes());
-        if let Some((label, at)) = bound {
+        if let Some((label, spelled)) = bound {
             if !labels.is_empty() {
                 buf.push(b',');
             }
             buf.extend_from_slice(label.as_bytes());
             buf.extend_from_slice(b"=\"");
-            number(buf, at);
+            buf.extend_from_slice(spelled);
             buf.push(b'"');
         }
         buf.push(b'}');
@@ -113,6 +115,38 @@ fn line(
     buf.push(b' ');
     number(buf, value);
     buf.push(b'\n');
+}
+
+/// The spelling of each bound of the series written last, by position: the
+/// series of one summary or histogram mostly have the same quantiles or
+/// buckets, and each is spelled once and then copied.
+#[derive(Default)]
+struct Bounds {
+    text: Vec<u8>,
+    /// `(bits of the bound, start, end)` of each position's spelling.
+    spans: Vec<(u64, usize, usize)>,
+}
+
+impl Bounds {
+    /// The spelling of `bound`, the bound at position `at` of a series,
+    /// where the positions before it were asked for first.
+    fn spell(&mut self, at: usize, bound: f64) -> &[u8] {
+        let bits = bound.to_bits();
+        if let Some(&(known, start, end)) = self.spans.get(at)
+            && known == bits
+        {
+            return &self.text[start..end];
+        }
+        let start = self.text.len();
+        number(&mut self.text, bound);
+        let span = (bits, start, self.text.len());
+        if let Some(old) = self.spans.get_mut(at) {
+            *old = span;
+        } else {
+            self.spans.push(span);
+        }
+        &self.text[start..span.2]
+    }
 }
 
 /// A value or bound as Go's text encoder writes it: [`float::write`], but a

@@ -622,6 +622,22 @@ fn name_comparisons_agree_with_the_standard_ones() {
 }
 
 #[test]
+fn bounds_that_differ_between_series_are_each_spelled() {
+    // Bounds are spelled once per position and copied while the next
+    // series has the same one there.
+    let input = "# TYPE h histogram\n\
+                 h_bucket{a=\"1\",le=\"1\"} 1\nh_bucket{a=\"1\",le=\"2.5\"} 2\n\
+                 h_bucket{a=\"2\",le=\"1\"} 1\nh_bucket{a=\"2\",le=\"5\"} 2\nh_bucket{a=\"2\",le=\"7\"} 3\n\
+                 h_bucket{a=\"3\",le=\"0.25\"} 1\nh_bucket{a=\"3\",le=\"5\"} 2\n";
+    let rendered = to_string(&parse(input.as_bytes()).unwrap());
+    let bounds: Vec<&str> = rendered
+        .lines()
+        .filter_map(|line| line.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(bounds, ["1", "2.5", "1", "5", "7", "0.25", "5"]);
+}
+
+#[test]
 fn names_that_start_or_extend_those_of_the_line_before_are_read_whole() {
     // The parser first tries the names of the line before, in the same
     // places: each line here has a name one of them starts, or one that
