@@ -7,7 +7,7 @@
 //! Pure: it reads a byte slice and allocates only the model it returns.
 //! Errors carry the line, the column and the offending text.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -685,7 +685,7 @@ impl<'a> Parser<'a> {
     fn families(self) -> Result<Vec<Family>, (u32, ParseErrorKind)> {
         let mut families = Vec::with_capacity(self.states.len());
         // Built at the first family without series, which most inputs lack.
-        let mut populated: Option<HashMap<&str, usize>> = None;
+        let mut populated: Option<HashSet<&str>> = None;
         for state in &self.states {
             let Some(family) = &state.family else {
                 continue;
@@ -698,13 +698,13 @@ impl<'a> Parser<'a> {
                     .iter()
                     .filter_map(|s| s.family.as_ref())
                     .filter(|f| !f.is_empty())
-                    .map(|f| (f.name(), f.len()))
+                    .map(Family::name)
                     .collect()
             });
             let sibling = ["_total", "_bucket", "_count", "_sum", "_created", "_info"]
                 .iter()
                 .map(|suffix| format!("{}{suffix}", family.name()))
-                .find(|candidate| populated.contains_key(candidate.as_str()));
+                .find(|candidate| populated.contains(candidate.as_str()));
             if let Some(sibling) = sibling {
                 let keyword = if state.type_line { "TYPE" } else { "HELP" };
                 let metric = family.name().to_owned();
