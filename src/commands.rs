@@ -10,20 +10,22 @@ use anyhow::{Context as _, Result};
 use crate::cli::{ExpireMode, ListFormat, PushOptions};
 use crate::duration::{human, timestamp};
 use crate::exit::Exit;
-use crate::exposition::parse::parse_injected;
 use crate::grouping_key::GroupingKey;
 use crate::store::{Expired, GroupInfo, SkipReason, Store, StoreError, StoreOptions};
 
 /// `promdrop push`: parse the input, then one store call.
 pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
-    let (name, bytes) = if let Some(path) = &options.file {
-        let bytes = std::fs::File::open(path)
-            .and_then(crate::read_input)
+    // The grouping labels are merged in as the input is read, which spares
+    // the store a pass over every series to do it.
+    let injection = options.key.injection(&options.store.job_label);
+    let (name, parsed) = if let Some(path) = &options.file {
+        let parsed = std::fs::File::open(path)
+            .and_then(|file| crate::read_parsed(file, &injection))
             .with_context(|| format!("cannot read {path:?}"))?;
-        (path.display().to_string(), bytes)
+        (path.display().to_string(), parsed)
     } else {
-        let bytes = crate::read_input(stdin).context("cannot read standard input")?;
-        ("<stdin>".to_owned(), bytes)
+        let parsed = crate::read_parsed(stdin, &injection).context("cannot read standard input")?;
+        ("<stdin>".to_owned(), parsed)
     };
     let refused = |problems: &[String]| {
         for problem in problems {
@@ -35,10 +37,7 @@ pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
         );
         Ok(Exit::InvalidInput)
     };
-    // The grouping labels are merged in as the input is read, which spares
-    // the store a pass over every series to do it.
-    let injection = options.key.injection(&options.store.job_label);
-    let families = match parse_injected(&bytes, &injection) {
+    let families = match parsed {
         Ok(families) => families,
         Err(err) => return refused(&[format!("{name}:{}:{}: {err}", err.line, err.column)]),
     };

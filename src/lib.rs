@@ -33,11 +33,14 @@ pub mod store;
 pub mod wrap;
 
 use std::io;
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use crate::cli::Command;
 use crate::exit::Exit;
+use crate::exposition::parse::{ParseError, parse_injected, parse_injected_while_reading};
+use crate::exposition::{Family, Injection};
 use crate::store::StoreError;
 
 /// Runs one command to completion and says how the process should end.
@@ -100,13 +103,51 @@ pub const MAX_INPUT: u64 = store::DEFAULT_MAX_FILE_SIZE;
 /// does not fill cost nothing.
 const INPUT_RESERVE: usize = 64 << 20;
 
+const _: () = assert!(INPUT_RESERVE as u64 <= MAX_INPUT);
+
 /// All of `input`, if it is at most [`MAX_INPUT`] bytes.
+pub(crate) fn read_input(input: impl io::Read) -> io::Result<Vec<u8>> {
+    read_rest(Vec::with_capacity(INPUT_RESERVE), input)
+}
+
+/// `push`'s input, read and parsed with `injection` merged in, if it is at
+/// most [`MAX_INPUT`] bytes. A large input is parsed in parts while it is
+/// still being read (see [`parse_injected_while_reading`]).
+pub(crate) fn read_parsed(
+    mut input: impl io::Read,
+    injection: &Arc<Injection>,
+) -> io::Result<Result<Vec<Family>, ParseError>> {
+    // Mapped, not touched, like the room `read_input` reserves.
+    let mut buf = vec![0; INPUT_RESERVE];
+    let fill = |room: &mut [u8]| {
+        // A regular file would fill all the room in one read; a part's
+        // worth at a time, its first part is parsed while the rest is read.
+        let step = room.len().min(READ_STEP);
+        let room = &mut room[..step];
+        loop {
+            match input.read(room) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                read => return read,
+            }
+        }
+    };
+    if let Some(parsed) = parse_injected_while_reading(&mut buf, fill, injection)? {
+        return Ok(parsed);
+    }
+    let bytes = read_rest(buf, input)?;
+    Ok(parse_injected(&bytes, injection))
+}
+
+/// The most [`read_parsed`] asks for in one read.
+const READ_STEP: usize = 1 << 20;
+
+/// `bytes`, then the rest of `input`, if that is at most [`MAX_INPUT`]
+/// bytes.
 ///
 /// The buffer grows by doubling, but never past the limit: the byte that
 /// would go over it is read on its own. (Left to `read_to_end`, a buffer
 /// that fills up exactly at the limit would be doubled once more first.)
-pub(crate) fn read_input(mut input: impl io::Read) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(INPUT_RESERVE);
+fn read_rest(mut bytes: Vec<u8>, mut input: impl io::Read) -> io::Result<Vec<u8>> {
     loop {
         let room = (bytes.capacity() - bytes.len()) as u64;
         let left = MAX_INPUT - bytes.len() as u64;
@@ -195,6 +236,22 @@ mod tests {
             let bytes = read_input(io::repeat(7).take(len as u64)).unwrap();
             assert_eq!(bytes.len(), len);
             assert!(bytes.iter().all(|&b| b == 7));
+        }
+    }
+
+    #[test]
+    fn input_is_parsed_whole_around_and_past_the_reserve() {
+        let injection = Arc::new(Injection::new(&[("job", "j")], &[]));
+        for len in [INPUT_RESERVE - 1, INPUT_RESERVE, INPUT_RESERVE + 1] {
+            // One long comment line, then a sample: `a 1\n` is 4 bytes.
+            let input = io::repeat(b'#')
+                .take((len - 5) as u64)
+                .chain(&b"\na 1\n"[..]);
+            let families = read_parsed(input, &injection).unwrap().unwrap();
+            assert_eq!(families.len(), 1, "{len}");
+            assert_eq!(families[0].name(), "a");
+            let series: Vec<_> = families[0].series().map(|s| s.labels.as_text()).collect();
+            assert_eq!(series, ["job=\"j\""]);
         }
     }
 }

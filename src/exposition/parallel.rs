@@ -3,7 +3,8 @@
 //! both cores of a small machine share the parsing (see `parse_parts`), and
 //! the checks run beside the writing of the file.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use super::Family;
 
@@ -77,6 +78,64 @@ pub fn both<A: Send, B>(
     })
 }
 
+/// Work handed from the thread that finds it to the threads that do it, in
+/// the order it was found. A taker waits while the queue is empty and open.
+pub struct Queue<T> {
+    /// The work not yet taken, and whether more may come.
+    state: Mutex<(VecDeque<T>, bool)>,
+    more: Condvar,
+}
+
+impl<T> Queue<T> {
+    /// An open queue of `items`.
+    pub fn new(items: impl IntoIterator<Item = T>) -> Self {
+        Self {
+            state: Mutex::new((items.into_iter().collect(), true)),
+            more: Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, (VecDeque<T>, bool)> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `item` after the rest, for the next taker.
+    pub fn push(&self, item: T) {
+        self.state().0.push_back(item);
+        self.more.notify_one();
+    }
+
+    /// No more work will come: takers finish what is queued, then stop.
+    pub fn close(&self) {
+        self.state().1 = false;
+        self.more.notify_all();
+    }
+
+    /// Drops the work not yet taken, and closes the queue.
+    pub fn abandon(&self) {
+        self.state().0.clear();
+        self.close();
+    }
+
+    /// The next piece of work, waiting for one while the queue is open;
+    /// `None` once it is closed and empty.
+    pub fn take(&self) -> Option<T> {
+        let mut state = self.state();
+        loop {
+            if let Some(item) = state.0.pop_front() {
+                return Some(item);
+            }
+            if !state.1 {
+                return None;
+            }
+            state = self
+                .more
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 /// Work for a helper thread, which the caller does itself when the thread
 /// cannot be started: whoever takes it first.
 struct Handover<T>(Mutex<Option<T>>);
@@ -124,6 +183,25 @@ mod tests {
             assert_eq!(to_string(&together), to_string(&alone));
             assert!(to_string(&together).matches("job=\"j\"").count() == count * series);
         }
+    }
+
+    #[test]
+    fn a_queue_hands_out_its_work_once_in_order_until_it_is_closed() {
+        let queue = Queue::new([0]);
+        let (taken, ()) = both(
+            true,
+            || std::iter::from_fn(|| queue.take()).collect::<Vec<_>>(),
+            || {
+                for item in 1..1000 {
+                    queue.push(item);
+                }
+                queue.close();
+            },
+        );
+        assert_eq!(taken, (0..1000).collect::<Vec<_>>());
+        let queue = Queue::new([1, 2]);
+        queue.abandon();
+        assert_eq!(queue.take(), None, "an abandoned queue hands out nothing");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod cursor;
 mod error;
@@ -19,8 +18,9 @@ pub use error::{ParseError, ParseErrorKind};
 use self::cursor::{
     Cursor, lossy, read_help, read_label_value, timestamp_error, without_backslashes,
 };
+use super::float;
+use super::parallel::{self, Queue};
 use super::{Distribution, Family, Injection, MetricType, Pair, Value, cmp_names, same_text};
-use super::{float, parallel};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
 /// by name, series sorted by labels, buckets and quantiles by bound.
@@ -40,7 +40,37 @@ pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
 /// series where a later check has to see two. The input is then parsed
 /// again, and the labels merged afterwards.
 pub fn parse_injected(input: &[u8], injection: &Arc<Injection>) -> Result<Vec<Family>, ParseError> {
-    let (result, lossy) = parse_with(input, injection);
+    injected(input, injection, parse_with(input, injection))
+}
+
+/// [`parse_injected`] of the input that `fill` reads into `buf`, a piece at
+/// a time, until it returns 0. Each part of a large input is parsed as soon
+/// as it has been read, on a second thread, while the reading goes on: the
+/// writer of a pipe, like a `cat` on the other end, takes a core of its own
+/// anyway, and the parser then uses the time the reader waits for it.
+///
+/// Returns what [`parse_injected`] returns, or `None` when the input filled
+/// `buf` before it ended: `buf` then holds the start of the input, which
+/// the caller reads to its end and parses.
+pub fn parse_injected_while_reading<E>(
+    buf: &mut [u8],
+    fill: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    injection: &Arc<Injection>,
+) -> Result<Option<Result<Vec<Family>, ParseError>>, E> {
+    let Some((len, parsed)) = read_in_parts(buf, fill, injection)? else {
+        return Ok(None);
+    };
+    let input = &buf[..len];
+    let parsed = parsed.unwrap_or_else(|| parse_whole(input, injection));
+    Ok(Some(injected(input, injection, parsed)))
+}
+
+/// What [`parse_injected`] returns, given what [`parse_with`] returned.
+fn injected(
+    input: &[u8],
+    injection: &Arc<Injection>,
+    (result, lossy): (Result<Vec<Family>, ParseError>, bool),
+) -> Result<Vec<Family>, ParseError> {
     if lossy {
         let mut families = parse(input)?;
         parallel::for_each_family(&mut families, |family| family.set_labels(injection));
@@ -64,6 +94,11 @@ fn parse_with(input: &[u8], injection: &Injection) -> (Result<Vec<Family>, Parse
     {
         return parsed;
     }
+    parse_whole(input, injection)
+}
+
+/// [`parse_with`] by one parser, on this thread.
+fn parse_whole(input: &[u8], injection: &Injection) -> (Result<Vec<Family>, ParseError>, bool) {
     let mut parser = Parser::new(injection);
     let result = parser.read(input);
     let lossy = parser.lossy;
@@ -79,72 +114,166 @@ const PARTS_FROM: usize = 1 << 20;
 /// together.
 const PART_SIZE: usize = 512 << 10;
 
-/// Where the parts of a large input after the first start: the first line
-/// past each multiple of about [`PART_SIZE`] that opens a block of `# HELP`
-/// or `# TYPE` lines after a sample, which is where a family begins in any
-/// exposition that keeps each family together. Empty for small inputs, and
-/// where no family begins soon enough.
+/// Where the parts of a large input after the first start (see [`Cut`]).
+/// Empty for small inputs, and where no family begins.
 fn part_starts(input: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
     if input.len() < PARTS_FROM {
-        return Vec::new();
+        return starts;
     }
-    let parts = input.len() / PART_SIZE;
-    let mut starts: Vec<usize> = Vec::with_capacity(parts);
-    for k in 1..parts {
-        let from = (k * input.len() / parts).max(starts.last().map_or(0, |&s| s + 1));
-        if let Some(start) = family_start_after(input, from) {
-            starts.push(start);
-        }
+    let mut start = 0;
+    let mut cut = Cut::default();
+    while let Some(at) = cut.find(&input[start..]) {
+        start += at;
+        starts.push(start);
+        cut = Cut::default();
     }
     starts
 }
 
-/// The first line past `from` (within a quarter of [`PART_SIZE`]) that
-/// opens a block of `# HELP`/`# TYPE` lines after a sample.
-fn family_start_after(input: &[u8], from: usize) -> Option<usize> {
-    let mut start = from + find_newline(input.get(from..)?)? + 1;
-    let mut previous_sample = false;
-    while start < input.len() && start - from < PART_SIZE / 4 {
-        let end = find_newline(&input[start..]).map_or(input.len(), |i| start + i);
-        let line = &input[start..end];
-        let comment = line.starts_with(b"#");
-        if previous_sample && (line.starts_with(b"# HELP ") || line.starts_with(b"# TYPE ")) {
-            return Some(start);
+/// Looks for where the next part of an input begins: the first line past
+/// [`PART_SIZE`] bytes of the current part that opens a block of `# HELP`
+/// or `# TYPE` lines after a sample, which is where a family begins in any
+/// exposition that keeps each family together. A part without one goes on
+/// to the end of the input.
+///
+/// Only whole lines count, and each is looked at once however often the
+/// part grows: it may still be arriving.
+#[derive(Default)]
+struct Cut {
+    /// Where the next line to look at starts, once past [`PART_SIZE`].
+    next: usize,
+    previous_sample: bool,
+}
+
+impl Cut {
+    /// Where the next part begins in `part`, the current part as far as it
+    /// has been read.
+    fn find(&mut self, part: &[u8]) -> Option<usize> {
+        if self.next == 0 {
+            // The line that starts after this offset is the first that may
+            // begin a part; what the line before it holds is not looked at.
+            self.next = PART_SIZE + find_newline(part.get(PART_SIZE..)?)? + 1;
         }
-        previous_sample = !comment && !line.is_empty();
-        start = end + 1;
+        while let Some(len) = find_newline(&part[self.next..]) {
+            let line = &part[self.next..self.next + len];
+            if self.previous_sample
+                && (line.starts_with(b"# HELP ") || line.starts_with(b"# TYPE "))
+            {
+                return Some(self.next);
+            }
+            self.previous_sample = !line.starts_with(b"#") && !line.is_empty();
+            self.next += len + 1;
+        }
+        None
     }
-    None
 }
 
 /// Parses the parts of `input` that begin at 0 and at each of `starts`, on
-/// two threads, each taking the next part not yet taken. The result is what
-/// one parser reading the whole input returns, or `None` when that is not
-/// certain: when a part has an error (the caller then parses the whole
-/// input again, for the first error in line order), or when a name read in
-/// a part is one an earlier part defined, or a `_sum`, `_count` or
-/// `_bucket` of one, so that one parser would have read it differently.
+/// two threads, each taking the next part not yet taken; see
+/// [`merge_parts`] for the result.
 fn parse_parts(
     input: &[u8],
     starts: &[usize],
     injection: &Injection,
 ) -> Option<(Result<Vec<Family>, ParseError>, bool)> {
-    let bounds: Vec<(usize, usize)> = std::iter::once(0)
-        .chain(starts.iter().copied())
-        .zip(starts.iter().copied().chain(std::iter::once(input.len())))
-        .collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        while let Some(&(start, end)) = bounds.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let mut parser = Parser::new(injection);
-            let read = parser.read(&input[start..end]);
-            done.push((start, read.ok().map(|lines| (parser.canonical(), lines))));
-        }
-        done
-    };
+    let ends = starts.iter().copied().chain(std::iter::once(input.len()));
+    let parts = std::iter::once(0).chain(starts.iter().copied()).zip(ends);
+    let queue = Queue::new(parts.map(|(start, end)| (start, &input[start..end])));
+    queue.close();
+    let work = || read_parts(&queue, injection);
     let (mut parts, more) = parallel::both(true, work, work);
     parts.extend(more);
+    merge_parts(parts)
+}
+
+/// A part of an input: where it starts in the input, and its bytes.
+type Part<'a> = (usize, &'a [u8]);
+
+/// What became of a part: where it starts, and its parser with the number
+/// of lines it read, or `None` when the part has an error.
+type ReadPart<'a> = (usize, Option<(Parser<'a>, u32)>);
+
+/// Reads the parts `queue` hands out until it is empty and closed.
+fn read_parts<'a>(queue: &Queue<Part<'a>>, injection: &'a Injection) -> Vec<ReadPart<'a>> {
+    let mut done = Vec::new();
+    while let Some((start, part)) = queue.take() {
+        let mut parser = Parser::new(injection);
+        let read = parser.read(part);
+        done.push((start, read.ok().map(|lines| (parser.canonical(), lines))));
+    }
+    done
+}
+
+/// The reading and parsing of [`parse_injected_while_reading`]: the length
+/// of the input, with what [`parse_with`] returns when its parts made that
+/// certain ([`merge_parts`]); `None` when `buf` filled up first.
+type ReadInParts = Option<(usize, Option<(Result<Vec<Family>, ParseError>, bool)>)>;
+
+/// See [`parse_injected_while_reading`]: reads the input into `buf`, and
+/// parses each part from where it begins (see [`Cut`]) as soon as it has
+/// been read. A helper thread starts at the first part that ends before
+/// the input does, so a small input is read and then parsed on this thread.
+fn read_in_parts<E>(
+    buf: &mut [u8],
+    mut fill: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    injection: &Injection,
+) -> Result<ReadInParts, E> {
+    let queue = Queue::new(None);
+    std::thread::scope(|scope| {
+        let mut helper = None;
+        // The part being read: from `start` in `buf`, `filled` bytes so far.
+        let mut part: &mut [u8] = buf;
+        let (mut start, mut filled) = (0, 0);
+        let mut cut = Cut::default();
+        let read = loop {
+            if filled == part.len() {
+                break Ok(None);
+            }
+            match fill(&mut part[filled..]) {
+                Ok(0) => break Ok(Some(start + filled)),
+                Ok(n) => filled += n,
+                Err(e) => break Err(e),
+            }
+            while let Some(at) = cut.find(&part[..filled]) {
+                let (done, rest) = std::mem::take(&mut part).split_at_mut(at);
+                queue.push((start, &*done));
+                helper.get_or_insert_with(|| {
+                    let work = || read_parts(&queue, injection);
+                    std::thread::Builder::new().spawn_scoped(scope, work).ok()
+                });
+                (part, start, filled, cut) = (rest, start + at, filled - at, Cut::default());
+            }
+        };
+        let Ok(Some(len)) = read else {
+            queue.abandon();
+            return read.map(|_| None);
+        };
+        let Some(helper) = helper else {
+            // No part ended before the input did.
+            return Ok(Some((len, Some(parse_whole(&part[..filled], injection)))));
+        };
+        let part: &[u8] = part;
+        queue.push((start, &part[..filled]));
+        queue.close();
+        let mut parts = read_parts(&queue, injection);
+        if let Some(helper) = helper {
+            let more = helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            parts.extend(more);
+        }
+        Ok(Some((len, merge_parts(parts))))
+    })
+}
+
+/// The result of one parser reading the parts of an input, each read on
+/// its own, in order: what [`parse_with`] returns. `None` when that is not
+/// certain: when a part has an error (the caller then parses the whole
+/// input again, for the first error in line order), or when a name read in
+/// a part is one an earlier part defined, or a `_sum`, `_count` or
+/// `_bucket` of one, so that one parser would have read it differently.
+fn merge_parts(mut parts: Vec<ReadPart<'_>>) -> Option<(Result<Vec<Family>, ParseError>, bool)> {
     parts.sort_unstable_by_key(|&(start, _)| start);
     let mut parts = parts.into_iter().map(|(_, part)| part);
     let (mut whole, mut lines) = parts.next()??;
@@ -963,6 +1092,95 @@ mod tests {
             assert_eq!(err.line as usize, bad_line);
             assert_eq!(Err(err), whole(text.as_bytes()));
         }
+    }
+
+    /// Reads `input` into the room it is given, at most `step` bytes at a
+    /// time.
+    fn reader(input: &[u8], step: usize) -> impl FnMut(&mut [u8]) -> Result<usize, ()> + '_ {
+        let mut rest = input;
+        move |into| {
+            let n = step.min(rest.len()).min(into.len());
+            into[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_input_parsed_while_it_is_read_is_parsed_as_a_whole() {
+        let large = large();
+        let late_name = format!("{large}m302_count{{host=\"late\"}} 1\n");
+        let bad_line = large.replacen("m300{host=\"db3.example.com\"}", "m300{host=\"x\"", 1);
+        assert!(
+            parse(bad_line.as_bytes()).unwrap_err().line > 10_000,
+            "in a later part"
+        );
+        // The injection replaces a label of the input: parsed again, without it.
+        let lossy = format!("{large}m1{{job=\"j\",host=\"x\"}} 1\n");
+        let boundless = "x{i=\"0000000000\"} 1\n".repeat(PARTS_FROM / 10);
+        let injections = [
+            Arc::new(Injection::NONE),
+            Arc::new(Injection::new(&[("job", "j")], &[("instance", "")])),
+        ];
+        for input in [
+            &large, &late_name, &bad_line, &lossy, &boundless, "a 1\n", "a 1",
+        ] {
+            let input = input.as_bytes();
+            for injection in &injections {
+                let expected = parse_injected(input, injection);
+                for step in [7, 4096, 100_003, usize::MAX] {
+                    let mut buf = vec![0; input.len() + 1];
+                    let parsed =
+                        parse_injected_while_reading(&mut buf, reader(input, step), injection);
+                    let parsed = parsed.unwrap().expect("room enough");
+                    assert_eq!(parsed, expected, "step {step}");
+                    assert_eq!(
+                        parsed.as_deref().map(lines),
+                        expected.as_deref().map(lines),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        // Read in parts: those of `large` merge, and those of `late_name`
+        // cannot (as `parse_parts` found).
+        for (input, merged) in [(&large, true), (&late_name, false)] {
+            let mut buf = vec![0; input.len() + 1];
+            let read = read_in_parts(&mut buf, reader(input.as_bytes(), 65_536), &NO_INJECTION);
+            let (len, parsed) = read.unwrap().expect("room enough");
+            assert_eq!((len, parsed.is_some()), (input.len(), merged));
+        }
+    }
+
+    #[test]
+    fn an_input_that_fills_the_buffer_is_left_to_the_caller() {
+        let input = large();
+        // Exactly full, whether more follows is not known yet.
+        for len in [PART_SIZE, input.len() - 1, input.len()] {
+            let mut buf = vec![0; len];
+            let fill = reader(input.as_bytes(), 65_536);
+            let parsed = parse_injected_while_reading(&mut buf, fill, &Arc::new(Injection::NONE));
+            assert!(parsed.unwrap().is_none(), "{len}");
+            assert_eq!(buf, input.as_bytes()[..len]);
+        }
+    }
+
+    #[test]
+    fn a_read_error_ends_the_parse_with_it() {
+        let input = large();
+        let mut buf = vec![0; input.len()];
+        let mut reads = 0;
+        let fill = |into: &mut [u8]| {
+            reads += 1;
+            if reads == 20 {
+                return Err("broken");
+            }
+            let n = 65_536.min(into.len());
+            into[..n].copy_from_slice(&input.as_bytes()[(reads - 1) * 65_536..][..n]);
+            Ok(n)
+        };
+        let parsed = parse_injected_while_reading(&mut buf, fill, &Arc::new(Injection::NONE));
+        assert_eq!(parsed.err(), Some("broken"));
     }
 
     #[test]
