@@ -466,36 +466,48 @@ impl Injection {
     /// have given the same text.
     fn merge<'a>(&self, existing: impl Iterator<Item = Pair<'a>>, out: &mut String) -> bool {
         let mut lossy = false;
-        let mut existing = existing.peekable();
-        let mut added = self.labels.iter().peekable();
+        let mut added = self.labels.iter();
+        let mut next_added = added.next();
         let start = out.len();
-        loop {
-            let order = match (existing.peek(), added.peek()) {
-                (None, None) => return lossy,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(pair), Some(label)) => cmp_names(pair.name, &label.name),
-            };
+        let comma = |out: &mut String| {
             if out.len() > start {
                 out.push(',');
             }
-            match order {
-                std::cmp::Ordering::Less => existing.next().expect("peeked").write(out),
-                std::cmp::Ordering::Greater => out.push_str(&added.next().expect("peeked").text),
-                std::cmp::Ordering::Equal => {
-                    let (pair, label) = (
-                        existing.next().expect("peeked"),
-                        added.next().expect("peeked"),
-                    );
-                    lossy |= label.overrides || pair.raw == label.value;
-                    if label.overrides {
-                        out.push_str(&label.text);
-                    } else {
-                        pair.write(out);
-                    }
+        };
+        for pair in existing {
+            // The labels merged in that sort before this one go first.
+            let mut merged = false;
+            while let Some(label) = next_added {
+                let order = cmp_names(pair.name, &label.name);
+                if order.is_lt() {
+                    break;
                 }
+                next_added = added.next();
+                comma(out);
+                if order.is_gt() {
+                    out.push_str(&label.text);
+                    continue;
+                }
+                lossy |= label.overrides || pair.raw == label.value;
+                if label.overrides {
+                    out.push_str(&label.text);
+                } else {
+                    pair.write(out);
+                }
+                merged = true;
+                break;
+            }
+            if !merged {
+                comma(out);
+                pair.write(out);
             }
         }
+        while let Some(label) = next_added {
+            comma(out);
+            out.push_str(&label.text);
+            next_added = added.next();
+        }
+        lossy
     }
 
     /// The most a merge can add to a series' canonical text.

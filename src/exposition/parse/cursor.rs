@@ -229,7 +229,7 @@ pub(super) fn read_label_value<'a>(c: &mut Cursor<'a>) -> Step<&'a str> {
 
 /// The offset of the first `"` or `\` in `haystack`: memchr's SSE2 search
 /// on x86-64, as in `find_newline` (which says why not its default one).
-fn find_quote_or_backslash(haystack: &[u8]) -> Option<usize> {
+pub(super) fn find_quote_or_backslash(haystack: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     if let Some(sse2) = memchr::arch::x86_64::sse2::memchr::Two::new(b'"', b'\\') {
         return sse2.find(haystack);

@@ -16,11 +16,14 @@ mod error;
 pub use error::{ParseError, ParseErrorKind};
 
 use self::cursor::{
-    Cursor, lossy, read_help, read_label_value, timestamp_error, without_backslashes,
+    Cursor, find_quote_or_backslash, lossy, read_help, read_label_value, timestamp_error,
+    without_backslashes,
 };
 use super::float;
 use super::parallel::{self, Queue};
-use super::{Distribution, Family, Injection, MetricType, Pair, Value, cmp_names, same_text};
+use super::{
+    Distribution, Family, Injection, MetricType, Pair, Value, cmp_names, same_bytes, same_text,
+};
 
 /// Parses a whole exposition. Families come back in canonical order: sorted
 /// by name, series sorted by labels, buckets and quantiles by bound.
@@ -341,6 +344,12 @@ struct Parser<'a> {
     /// (the first [`LABEL_HINTS`]): the names the next line most likely
     /// has in the same places.
     label_hints: [&'a str; LABEL_HINTS],
+    /// How many of `label_hints` that line had: those are distinct names,
+    /// as that line was read without error.
+    hint_count: usize,
+    /// Tests compare reading every line the general way.
+    #[cfg(test)]
+    general_only: bool,
     text: String,
 }
 
@@ -380,6 +389,9 @@ impl<'a> Parser<'a> {
             aliases: HashMap::new(),
             labels: Vec::new(),
             label_hints: [""; LABEL_HINTS],
+            hint_count: 0,
+            #[cfg(test)]
+            general_only: false,
             text: String::new(),
         }
     }
@@ -407,7 +419,16 @@ impl<'a> Parser<'a> {
             if !terminated && line.iter().all(|&b| b == b' ' || b == b'\t') {
                 break;
             }
-            let result = if line_no == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+            #[cfg(test)]
+            let terminated_text = terminated && text.len() == line.len() && !self.general_only;
+            #[cfg(not(test))]
+            let terminated_text = terminated && text.len() == line.len();
+            let common = terminated_text
+                .then(|| self.common_sample(text, line_no))
+                .flatten();
+            let result = if let Some(result) = common {
+                result
+            } else if line_no == 1 && line.starts_with(b"\xEF\xBB\xBF") {
                 Err((0, ParseErrorKind::ByteOrderMark))
             } else {
                 self.line(Cursor { line, text, pos: 0 }, line_no)
@@ -584,6 +605,87 @@ impl<'a> Parser<'a> {
         (self.states.len() - 1, Role::Plain)
     }
 
+    /// [`Parser::sample`] of a line of the shape nearly every line has, read
+    /// without the general machinery: one of the [`Parser::recent`] sample
+    /// names, then the label names of the last line with labels, in their
+    /// order (or the first of them), each as `name="value"` with no blank
+    /// and no escape, then one blank and the value, which ends the line.
+    /// `None`, with nothing changed, for any other line: [`Parser::sample`]
+    /// then reads it, and finds its errors.
+    ///
+    /// `line` is all UTF-8, and ends where its newline was.
+    fn common_sample(&mut self, line: &'a str, line_no: u32) -> Option<Step> {
+        let bytes = line.as_bytes();
+        // The name that ends where the labels or the value begin; a
+        // histogram's lines cycle through three.
+        let (name, index, role) = (0..RECENT)
+            .map(|back| self.recent[(self.latest + RECENT - back) % RECENT])
+            .find(|&(name, ..)| {
+                !name.is_empty()
+                    && bytes
+                        .get(..name.len())
+                        .is_some_and(|head| same_bytes(head, name.as_bytes()))
+                    && matches!(bytes.get(name.len()), Some(b'{' | b' '))
+            })?;
+        let mut pos = name.len();
+        let kind = self.states[index].family.as_ref()?.kind();
+        self.labels.clear();
+        let mut bound = None;
+        if bytes.get(pos) == Some(&b'{') {
+            pos += 1;
+            let mut read = 0;
+            while bytes.get(pos) != Some(&b'}') {
+                let label = *self.label_hints[..self.hint_count].get(read)?;
+                let start = pos;
+                pos += label.len();
+                let named = bytes
+                    .get(start..pos)
+                    .is_some_and(|head| same_bytes(head, label.as_bytes()));
+                if !named || bytes.get(pos..pos + 2) != Some(b"=\"") {
+                    return None;
+                }
+                pos += 2;
+                let len = find_quote_or_backslash(&bytes[pos..])?;
+                if bytes[pos + len] != b'"' {
+                    return None;
+                }
+                let raw = &line[pos..pos + len];
+                pos += len + 1;
+                debug_assert_ne!(label, "__name__", "refused where the hint was read");
+                if matches!(
+                    (kind, label),
+                    (MetricType::Summary, "quantile") | (MetricType::Histogram, "le")
+                ) {
+                    bound = Some((read_bound(raw, kind, pos).ok()?, raw));
+                } else {
+                    let text = Some(&line[start..pos]);
+                    self.labels.push(Pair {
+                        name: label,
+                        raw,
+                        text,
+                    });
+                }
+                read += 1;
+                match bytes.get(pos) {
+                    Some(b',') => pos += 1,
+                    Some(b'}') => {}
+                    _ => return None,
+                }
+            }
+            pos += 1;
+        }
+        if bytes.get(pos) != Some(&b' ') {
+            return None;
+        }
+        let token = &bytes[pos + 1..];
+        if token.iter().any(|&b| b == b' ' || b == b'\t') {
+            return None;
+        }
+        let value = float::parse(token)?;
+        self.states[index].type_set = true;
+        Some(self.add_sample(index, role, name, value, bound, token, 0, line_no))
+    }
+
     fn sample(&mut self, c: &mut Cursor<'a>, line_no: u32) -> Step {
         let name_pos = c.pos;
         let name = c.take_metric_name(self.recent[self.latest].0);
@@ -637,8 +739,28 @@ impl<'a> Parser<'a> {
         if !c.at_end() {
             return Err(timestamp_error(c));
         }
+        self.add_sample(index, role, name, value, bound, token, name_pos, line_no)
+    }
+
+    /// The end of [`Parser::sample`] and [`Parser::common_sample`]: adds the
+    /// sample of a line read whole, with its labels in `self.labels`, to its
+    /// family (`index`) as `role`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_sample(
+        &mut self,
+        index: usize,
+        role: Role,
+        name: &str,
+        value: f64,
+        bound: Option<(f64, &str)>,
+        token: &[u8],
+        name_pos: usize,
+        line_no: u32,
+    ) -> Step {
         self.canonical_text();
         let state = &mut self.states[index];
+        let kind = state.family().kind();
+        let metric = &name[..state.family().name().len()];
         if self.labels.iter().any(|pair| pair.name.starts_with("__")) {
             // Read, but refused later by validate: it must look at them.
             state.family().label_names_ok = false;
@@ -691,6 +813,7 @@ impl<'a> Parser<'a> {
             c.skip_blanks();
             if c.peek() == Some(b'}') {
                 c.pos += 1;
+                self.hint_count = place.min(LABEL_HINTS);
                 return Ok(bound);
             }
             let name_pos = c.pos;
@@ -773,6 +896,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => c.pos += 1,
                 Some(b'}') => {
                     c.pos += 1;
+                    self.hint_count = place.min(LABEL_HINTS);
                     return Ok(bound);
                 }
                 _ => {
@@ -1091,6 +1215,174 @@ mod tests {
             let err = parse(text.as_bytes()).unwrap_err();
             assert_eq!(err.line as usize, bad_line);
             assert_eq!(Err(err), whole(text.as_bytes()));
+        }
+    }
+
+    /// What [`whole`] returns, with `injection`, when every line is read
+    /// the general way; and whether a merge may have lost information.
+    fn generally(input: &[u8], injection: &Injection) -> (Result<Vec<Family>, ParseError>, bool) {
+        let mut parser = Parser::new(injection);
+        parser.general_only = true;
+        let read = parser.read(input);
+        let lossy = parser.lossy;
+        (read.and_then(|_| parser.canonical().finish()), lossy)
+    }
+
+    /// [`whole`] and [`generally`] agree on `input`, with and without an
+    /// injection: on every family and line number, or on the error.
+    fn assert_read_alike(input: &[u8]) {
+        let injection = Injection::new(&[("job", "j")], &[("instance", "")]);
+        for injection in [&NO_INJECTION, &injection] {
+            let (expected, expected_lossy) = generally(input, injection);
+            let mut parser = Parser::new(injection);
+            let read = parser.read(input);
+            let lossy = parser.lossy;
+            let got = read.and_then(|_| parser.canonical().finish());
+            let text = String::from_utf8_lossy(input);
+            assert_eq!(got, expected, "on\n{text}");
+            assert_eq!(lossy, expected_lossy, "on\n{text}");
+            assert_eq!(
+                got.as_deref().map(lines),
+                expected.as_deref().map(lines),
+                "on\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_common_lines_are_read_as_the_general_way_reads_them() {
+        // Each variant follows lines that make its name and label names
+        // the likely ones: those of the common shape take the short way.
+        let gauge = "m{a=\"1\",b=\"2\"} 1\nm{a=\"1\",b=\"3\"} 2\n";
+        let histogram = "# TYPE h histogram\nh_bucket{a=\"1\",le=\"1\"} 1\n\
+                         h_bucket{a=\"1\",le=\"+Inf\"} 1\nh_sum{a=\"1\"} 1\nh_count{a=\"1\"} 1\n";
+        let gauge_variants = [
+            "m{a=\"1\",b=\"4\"} 3",
+            "m{a=\"1\",b=\"4\"} 3 123",
+            "m{a=\"1\",b=\"4\"}  3",
+            "m{a=\"1\",b=\"4\"}\t3",
+            "m{a=\"1\",b=\"4\"}3",
+            "m{a=\"1\",b=\"4\"} 3 ",
+            "m{a=\"1\",b=\"4\"} 3\r",
+            "m{a=\"1\",b=\"4\"} x",
+            "m{a=\"1\",b=\"4\"} ",
+            "m{a=\"1\",b=\"4\"}",
+            "m{a=\"1\",b=\"4\",} 3",
+            "m{a=\"1\",b=\"4\" } 3",
+            "m{a=\"1\",b=\"4\",,} 3",
+            "m{a=\"1\",a=\"4\"} 3",
+            "m{a=\"1\",b=\"2\"} 3",
+            "m{a=\"1\\\"x\",b=\"4\"} 3",
+            "m{a=\"1\\x\",b=\"4\"} 3",
+            "m{a=\"1\\,b=\"4\"} 3",
+            "m{a=\"1\\}\",b=\"4\"} 3",
+            "m{a=\"1\",b=\"4} 3",
+            "m{a=\"1\",b=\"4\"",
+            "m{a=\"1\"} 3",
+            "m{a=\"1\",b=\"4\",c=\"5\"} 3",
+            "m{b=\"4\",a=\"1\"} 3",
+            "m{a =\"1\",b=\"4\"} 3",
+            "m{a= \"1\",b=\"4\"} 3",
+            "m{ab=\"1\",b=\"4\"} 3",
+            "m {a=\"1\",b=\"4\"} 3",
+            "m{} 3",
+            "m 3",
+            "mm{a=\"1\",b=\"4\"} 3",
+            "m{a=\"1\",b=\"4\"} # {x=\"y\"} 1",
+            "m{a=\"1\",__b=\"4\"} 3",
+            "m{a=\"1\",b=\"\u{e9}\"} 3",
+        ];
+        let histogram_variants = [
+            "h_bucket{a=\"2\",le=\"1\"} 1",
+            "h_bucket{a=\"1\",le=\"1\"} 1",
+            "h_bucket{a=\"1\",le=\"x\"} 1",
+            "h_bucket{a=\"1\",le=\"2\",le=\"3\"} 1",
+            "h_bucket{a=\"1\"} 1",
+            "h_bucket{a=\"1\",le=\"2\"} 1.5",
+            "h_sum{a=\"1\"} 2",
+            "h_count{a=\"1\"} 2.5",
+            "h{a=\"1\"} 2",
+        ];
+        for (before, variants) in [
+            (gauge, &gauge_variants[..]),
+            (histogram, &histogram_variants),
+        ] {
+            for variant in variants {
+                for after in ["\n", "\nm 1\n", ""] {
+                    assert_read_alike(format!("{before}{variant}{after}").as_bytes());
+                }
+            }
+        }
+        assert_read_alike(b"m{a=\"1\",b=\"2\"} 1\nm{a=\"1\",b=\"\xff\"} 3\n");
+        // The second line leaves `b` as the likely name in both places; only
+        // the first counts.
+        assert_read_alike(b"m{a=\"1\",b=\"2\"} 1\nm{b=\"2\"} 1\nm{b=\"1\",b=\"2\"} 1\n");
+    }
+
+    #[test]
+    fn the_corpus_is_read_as_the_general_way_reads_it() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        let mut files = 0;
+        for case in std::fs::read_dir(corpus).unwrap() {
+            let case = case.unwrap().path();
+            if !case.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(case).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "prom") {
+                    assert_read_alike(&std::fs::read(&path).unwrap());
+                    files += 1;
+                }
+            }
+        }
+        assert!(files > 100, "{files} files");
+        assert_read_alike(large().as_bytes());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Lines of the common shape, and lines a byte or a few away from it.
+        #[test]
+        fn edited_lines_are_read_as_the_general_way_reads_them(
+            lines in proptest::collection::vec((0..8usize, 0..6usize, "[a-c0-9.]{0,3}"), 1..12),
+            edits in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<proptest::sample::Index>(),
+                    proptest::sample::select(vec![
+                        " ", "\t", "\"", "\\", ",", "{", "}", "=", "\r", "#", "x", "1", "\n",
+                        "le=\"1\",", "_sum", "a=\"1\",", "\u{e9}",
+                    ]),
+                ),
+                0..3,
+            ),
+        ) {
+            let names = ["m", "m_sum", "m_count", "m_bucket", "h_bucket", "h_sum"];
+            let labels = ["", "{a=\"V\"}", "{a=\"V\",b=\"2\"}", "{a=\"1\",le=\"V\"}",
+                          "{a=\"1\",quantile=\"V\"}", "{a=\"V\",b=\"V\",}"];
+            let mut text = String::new();
+            for (name, label, value) in &lines {
+                match names.get(*name) {
+                    Some(name) => {
+                        let label = labels[*label].replace('V', value);
+                        let value = if value.is_empty() { "1" } else { value };
+                        writeln!(text, "{name}{label} {value}").unwrap();
+                    }
+                    None if *name == 6 => text.push_str("# TYPE m summary\n"),
+                    None => text.push_str("# TYPE h histogram\n"),
+                }
+            }
+            for (at, edit) in &edits {
+                let at = at.index(text.len() + 1);
+                if text.is_char_boundary(at) {
+                    text.insert_str(at, edit);
+                }
+            }
+            assert_read_alike(text.as_bytes());
         }
     }
 
