@@ -677,10 +677,9 @@ impl<'a> Parser<'a> {
         if bytes.get(pos) != Some(&b' ') {
             return None;
         }
+        // A number has no blank in it: a timestamp, or a blank after the
+        // value, is left to `sample`.
         let token = &bytes[pos + 1..];
-        if token.iter().any(|&b| b == b' ' || b == b'\t') {
-            return None;
-        }
         let value = float::parse(token)?;
         self.states[index].type_set = true;
         Some(self.add_sample(index, role, name, value, bound, token, 0, line_no))
