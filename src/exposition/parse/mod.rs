@@ -4,8 +4,9 @@
 //! rewrites or crashes on (ignored summary and histogram lines, duplicate
 //! buckets, wrapped counts, timestamps, `gauge_histogram`, non-UTF-8 HELP).
 //!
-//! Pure: it reads a byte slice and allocates only the model it returns.
-//! Errors carry the line, the column and the offending text.
+//! Pure: it reads a byte slice (or, in [`parse_injected_while_reading`],
+//! the bytes a caller's `fill` hands it) and allocates only the model it
+//! returns. Errors carry the line, the column and the offending text.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
