@@ -225,6 +225,8 @@ fn read_in_parts<E>(
 ) -> Result<ReadInParts, E> {
     let queue = Queue::new(None);
     std::thread::scope(|scope| {
+        // `Some` once a part has been queued; inside it, the helper thread,
+        // unless none could be started (this thread then reads every part).
         let mut helper = None;
         // The part being read: from `start` in `buf`, `filled` bytes so far.
         let mut part: &mut [u8] = buf;
@@ -253,7 +255,7 @@ fn read_in_parts<E>(
             queue.abandon();
             return read.map(|_| None);
         };
-        let Some(helper) = helper else {
+        let Some(started) = helper else {
             // No part ended before the input did.
             return Ok(Some((len, Some(parse_whole(&part[..filled], injection)))));
         };
@@ -261,7 +263,7 @@ fn read_in_parts<E>(
         queue.push((start, &part[..filled]));
         queue.close();
         let mut parts = read_parts(&queue, injection);
-        if let Some(helper) = helper {
+        if let Some(helper) = started {
             let more = helper
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -606,6 +608,12 @@ impl<'a> Parser<'a> {
         (self.states.len() - 1, Role::Plain)
     }
 
+    /// The [`Parser::recent`] names with what they resolved to, the latest
+    /// first.
+    fn recent(&self) -> impl Iterator<Item = (&'a str, usize, Role)> + '_ {
+        (0..RECENT).map(|back| self.recent[(self.latest + RECENT - back) % RECENT])
+    }
+
     /// [`Parser::sample`] of a line of the shape nearly every line has, read
     /// without the general machinery: one of the [`Parser::recent`] sample
     /// names, then the label names of the last line with labels, in their
@@ -619,15 +627,13 @@ impl<'a> Parser<'a> {
         let bytes = line.as_bytes();
         // The name that ends where the labels or the value begin; a
         // histogram's lines cycle through three.
-        let (name, index, role) = (0..RECENT)
-            .map(|back| self.recent[(self.latest + RECENT - back) % RECENT])
-            .find(|&(name, ..)| {
-                !name.is_empty()
-                    && bytes
-                        .get(..name.len())
-                        .is_some_and(|head| same_bytes(head, name.as_bytes()))
-                    && matches!(bytes.get(name.len()), Some(b'{' | b' '))
-            })?;
+        let (name, index, role) = self.recent().find(|&(name, ..)| {
+            !name.is_empty()
+                && bytes
+                    .get(..name.len())
+                    .is_some_and(|head| same_bytes(head, name.as_bytes()))
+                && matches!(bytes.get(name.len()), Some(b'{' | b' '))
+        })?;
         let mut pos = name.len();
         let kind = self.states[index].family.as_ref()?.kind();
         self.labels.clear();
@@ -696,9 +702,7 @@ impl<'a> Parser<'a> {
             ));
         }
         // Never "", which no sample name is.
-        let seen = (0..RECENT)
-            .map(|back| self.recent[(self.latest + RECENT - back) % RECENT])
-            .find(|&(seen, ..)| same_text(seen, name));
+        let seen = self.recent().find(|&(seen, ..)| same_text(seen, name));
         let (index, role) = if let Some((_, index, role)) = seen {
             (index, role)
         } else {
