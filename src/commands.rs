@@ -65,8 +65,15 @@ pub fn push(options: &PushOptions, stdin: impl Read) -> Result<Exit> {
         options.ttl,
         SystemTime::now(),
     ) {
+        Ok(group) => {
+            // The process ends right after, and its exit takes the memory
+            // back at once: freeing a 100,000-series group and the index
+            // block by block took 1.5-2.5 ms of such a push.
+            std::mem::forget((group, store));
+            Ok(Exit::Success)
+        }
         Err(StoreError::Invalid(problems)) => refused(&problems),
-        other => other.map(|()| Exit::Success).map_err(Into::into),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -358,6 +358,13 @@ impl Stamp {
         Self { dir, index_file }
     }
 
+    /// This stamp with the directory taken as changed since: an index kept
+    /// with it is listed again before it is used, and only what was read
+    /// from the index file is reused.
+    pub(crate) fn index_file_only(self) -> Self {
+        Self { dir: None, ..self }
+    }
+
     /// Whether only the directory changed (files written by others), not the
     /// index file (another promdrop process).
     pub(crate) fn same_index_file(&self, other: &Self) -> bool {

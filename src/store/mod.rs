@@ -619,6 +619,27 @@ impl Store {
         Ok(())
     }
 
+    /// Reads the index file ahead of the directory lock, when this one-shot
+    /// store has no index in memory. Under the lock, [`Store::current_index`]
+    /// lists the directory again, as it would have, and reads the index file
+    /// again only if it changed meanwhile. (A long-lived store's index in
+    /// memory is the only current one; the file lags behind it.)
+    fn warm_index(&self) {
+        if self.long_lived {
+            return;
+        }
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.is_some() {
+            return;
+        }
+        // Taken first: whatever changes the file while it is read changes it.
+        let stamp = self.stamp().map(Stamp::index_file_only);
+        *cache = Some((self.load_index(), stamp));
+    }
+
     /// What the directory and the index file look like now, to tell whether
     /// a cached index is current; `None` with a watch, which tells that by
     /// itself and saves the `stat`s.
@@ -750,7 +771,7 @@ impl Store {
         mode: PushMode,
         ttl: Option<Duration>,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Group, StoreError> {
         self.lock(key)?.push(families, mode, ttl, now)
     }
 
@@ -1083,14 +1104,14 @@ impl GroupLock<'_> {
     /// [`PushMode::Add`] only same-named families; `push_time_seconds` is set
     /// to `now` and `push_failure_time_seconds` kept (0 for a new group).
     /// Without a `ttl`, an `Add` keeps the group's TTL. A refused push
-    /// changes nothing.
+    /// changes nothing. Returns the group as written.
     pub fn push(
         self,
         families: Vec<Family>,
         mode: PushMode,
         ttl: Option<Duration>,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Group, StoreError> {
         let previous = match mode {
             // A replace reads only the old file's first line.
             PushMode::Replace => self.read_header()?.map(|header| Previous {
@@ -1116,7 +1137,7 @@ impl GroupLock<'_> {
         families: Vec<Family>,
         ttl: Option<Duration>,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Group, StoreError> {
         let previous = old.map(|group| Previous {
             ttl: group.ttl,
             failed: group.failed(),
@@ -1132,7 +1153,7 @@ impl GroupLock<'_> {
         mode: PushMode,
         ttl: Option<Duration>,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Group, StoreError> {
         let job_label = &self.store.options.job_label;
         families.retain(|f| !is_push_metric(f.name()));
         self.key.inject(&mut families, job_label);
@@ -1158,8 +1179,13 @@ impl GroupLock<'_> {
             failed,
         ));
         families.sort_by(|a, b| a.name().cmp(b.name()));
-        let key = self.key.clone();
-        self.publish(&Group { key, ttl, families })
+        let group = Group {
+            key: self.key.clone(),
+            ttl,
+            families,
+        };
+        self.publish(&group)?;
+        Ok(group)
     }
 
     /// Writes `group` as the group's file: validated alone, then against
@@ -1187,11 +1213,22 @@ impl GroupLock<'_> {
                     .collect(),
             ))
         };
+        let store = self.store;
         std::thread::scope(|scope| {
             // A large group is checked on a second thread while its file is
-            // written: a refusal then only removes the temp file.
+            // written: a refusal then only removes the temp file. That thread
+            // usually finishes first, and then loads the index for the check
+            // against the directory, which otherwise waits for the fsync.
             let pending = parallel::is_large(&group.families)
-                .then(|| std::thread::Builder::new().spawn_scoped(scope, checks).ok())
+                .then(|| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, move || {
+                            let checked = checks();
+                            store.warm_index();
+                            checked
+                        })
+                        .ok()
+                })
                 .flatten();
             let checked: Box<dyn FnOnce() -> Result<Fingerprint, StoreError>> =
                 if let Some(pending) = pending {
@@ -1423,6 +1460,47 @@ mod tests {
         let added = read();
         assert_eq!((added.failed(), added.ttl), (5.0, hour));
         assert_eq!(names(&added), ["c", "d"]);
+    }
+
+    /// A large push reads the index file ahead of the directory lock: what
+    /// other writers did meanwhile must still count in its check.
+    #[test]
+    fn an_index_read_ahead_still_sees_what_others_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let push = |store: &Store, job: &str, text: &str| {
+            let key = GroupingKey::of(job, &[]);
+            let families = parse(text.as_bytes()).unwrap();
+            store.push(&key, families, PushMode::Replace, None, SystemTime::now())
+        };
+        let refused = |result: Result<Group, StoreError>| match result {
+            Err(StoreError::Invalid(problems)) => problems.join("\n"),
+            other => panic!("not refused: {other:?}"),
+        };
+        let foreign = dir.path().join("foreign.prom");
+        std::fs::write(&foreign, "# TYPE f gauge\nf 1\n").unwrap();
+        push(&store(dir.path()), "a", "# TYPE a gauge\na 1\n").unwrap();
+        let read_ahead = || {
+            let store = store(dir.path());
+            store.warm_index();
+            store
+        };
+
+        // Nothing changed: the index as read ahead.
+        let problem = refused(push(&read_ahead(), "mine", "# TYPE a counter\na 1\n"));
+        assert!(problem.contains("a.prom"), "{problem}");
+        // Another promdrop process wrote a group, and the index file.
+        let ours = read_ahead();
+        push(&store(dir.path()), "b", "# TYPE b gauge\nb 1\n").unwrap();
+        let problem = refused(push(&ours, "mine", "# TYPE b counter\nb 1\n"));
+        assert!(problem.contains("b.prom"), "{problem}");
+        // Another tool rewrote its file in place, which the directory's
+        // time need not show.
+        let ours = read_ahead();
+        std::fs::write(&foreign, "# TYPE g gauge\ng 1\n").unwrap();
+        let problem = refused(push(&ours, "mine", "# TYPE g counter\ng 1\n"));
+        assert!(problem.contains("foreign.prom"), "{problem}");
+        // And a push that fits goes through.
+        push(&read_ahead(), "mine", "# TYPE m gauge\nm 1\n").unwrap();
     }
 
     /// A large group is checked while its file is written; a refusal must

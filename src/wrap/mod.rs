@@ -214,6 +214,7 @@ impl Recorder {
         families.extend(old_families.iter().filter(|f| !replaced(f)).cloned());
         families.extend(own);
         lock.replace_over(old.as_ref(), families, self.ttl, SystemTime::now())
+            .map(drop)
     }
 }
 
