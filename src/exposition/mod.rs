@@ -267,6 +267,17 @@ impl Family {
         self.push_span(start, value, 0);
     }
 
+    /// Room for `other`'s series and their label text, up to a bound: the
+    /// families of one exposition tend to be alike in size, and a family
+    /// that starts with room for what it will hold skips most of its
+    /// vectors' growing, each step a copy.
+    pub(crate) fn reserve_like(&mut self, other: &Family) {
+        const SERIES: usize = 256;
+        const TEXT: usize = 16 * 1024;
+        self.series.reserve(other.series.len().min(SERIES));
+        self.arena.reserve(other.arena.len().min(TEXT));
+    }
+
     /// Appends a series whose canonical label text the caller already holds.
     /// The caller vouches for its label names, or clears `label_names_ok`.
     pub(crate) fn push_canonical(&mut self, text: &str, value: Value, line: u32) -> usize {

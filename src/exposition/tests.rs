@@ -852,3 +852,26 @@ fn validates_label_names_added_after_parsing() {
         ]
     );
 }
+
+/// A family starts with room for as much as the family before it held, but
+/// never much more than a few pages, whatever that one held.
+#[test]
+fn a_family_starts_with_room_like_the_one_before_within_bounds() {
+    let mut text = String::from("# TYPE big gauge\n");
+    for i in 0..1000 {
+        writeln!(text, "big{{instance=\"host-{i}.example.com\"}} {i}").unwrap();
+    }
+    text.push_str("small{a=\"b\"} 1\n");
+    text.push_str("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\n");
+    let families = parse(text.as_bytes()).unwrap();
+    let room = |name: &str| {
+        let family = families.iter().find(|f| f.name() == name).unwrap();
+        (family.series.capacity(), family.arena.capacity())
+    };
+    let (series, arena) = room("small");
+    assert!((256..512).contains(&series), "{series}");
+    assert!((16 * 1024..32 * 1024).contains(&arena), "{arena}");
+    let (series, arena) = room("h");
+    assert!((1..8).contains(&series), "{series}");
+    assert!((5..64).contains(&arena), "{arena}");
+}

@@ -600,6 +600,9 @@ impl<'a> Parser<'a> {
         }
         let mut family = Family::new(name, MetricType::Untyped);
         family.line = line_no;
+        if let Some(last) = self.states.last().and_then(|s| s.family.as_ref()) {
+            family.reserve_like(last);
+        }
         self.states.push(FamilyState {
             family: Some(family),
             ..FamilyState::default()
@@ -787,9 +790,19 @@ impl<'a> Parser<'a> {
         } else if let Some(&series) = state.distributions.get(self.text.as_str()) {
             series
         } else {
+            // The series of a family mostly have the same bounds: room for
+            // as many points as the last one's spares growing them one by one.
+            let room = last.map_or(0, |last| match state.family().value_mut(last) {
+                Value::Distribution(d) => d.points.len(),
+                Value::Single(_) => 0,
+            });
+            let distribution = Distribution {
+                points: Vec::with_capacity(room),
+                ..Distribution::default()
+            };
             let series = state.family().push_canonical(
                 &self.text,
-                Value::Distribution(Box::default()),
+                Value::Distribution(Box::new(distribution)),
                 line_no,
             );
             state
