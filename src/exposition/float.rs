@@ -215,26 +215,35 @@ fn short_decimal(value: f64) -> Option<(u64, usize)> {
 
 /// Writes `mantissa / 10^scale`, which is from 10^-4 up to 10^6, as Go
 /// does: positionally, `scale` digits after the point (none, and no point,
-/// for 0). The text is put together backwards in a buffer, then appended
-/// at once.
+/// for 0). The digits are put together backwards in a buffer, two at a
+/// time, then the point goes in and the text is appended at once.
 fn write_positional(out: &mut Vec<u8>, negative: bool, mantissa: u64, scale: usize) {
     // A sign, six digits before the point, the point, at most 22 after it.
-    let mut buf = [0u8; 32];
-    let mut at = buf.len();
+    let mut buf = [b'0'; 32];
+    let end = buf.len();
+    let mut at = end;
     let mut rest = mantissa;
-    let mut written = 0;
-    loop {
-        if written == scale && scale > 0 {
-            at -= 1;
-            buf[at] = b'.';
-        }
+    while rest >= 100 {
+        let pair = 2 * (rest % 100) as usize;
+        rest /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = 2 * rest as usize;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        written += 1;
-        if rest == 0 && written > scale {
-            break;
-        }
+        buf[at] = b'0' + rest as u8;
+    }
+    if scale > 0 {
+        // At least one digit before the point: the buffer's zeros pad it.
+        let point = end - scale;
+        at = at.min(point - 1);
+        buf.copy_within(at..point, at - 1);
+        at -= 1;
+        buf[point - 1] = b'.';
     }
     if negative {
         at -= 1;
@@ -242,6 +251,18 @@ fn write_positional(out: &mut Vec<u8>, negative: bool, mantissa: u64, scale: usi
     }
     out.extend_from_slice(&buf[at..]);
 }
+
+/// `00`, `01`, ... `99`: the digits of a number below 100, two at a time.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut n = 0;
+    while n < 100 {
+        pairs[2 * n] = b'0' + (n / 10) as u8;
+        pairs[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    pairs
+};
 
 /// Writes `mantissa / 10^scale`, which is below 10^-4 or from 10^6 up, as
 /// Go does ([`write_exponent`]). `mantissa` is not 0, and does not end in 0
