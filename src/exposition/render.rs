@@ -56,27 +56,35 @@ fn render_family(family: &Family, buf: &mut Vec<u8>, out: &mut impl io::Write) -
         ("_bucket", "le")
     };
     let mut bounds = Bounds::default();
+    let mut head = Vec::new();
     for series in family.series() {
         let labels = series.labels.as_text();
         match series.value {
-            Value::Single(v) => line(buf, name, "", labels, None, *v),
+            Value::Single(v) => line(buf, name, "", labels, *v),
             Value::Distribution(d) => {
+                // The lines of a series' points are alike up to the bound.
+                head.clear();
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(points_suffix.as_bytes());
+                head.push(b'{');
+                head.extend_from_slice(labels.as_bytes());
+                if !labels.is_empty() {
+                    head.push(b',');
+                }
+                head.extend_from_slice(bound_label.as_bytes());
+                head.extend_from_slice(b"=\"");
                 for (at, &(bound, v)) in d.points.iter().enumerate() {
-                    let spelled = bounds.spell(at, bound);
-                    line(
-                        buf,
-                        name,
-                        points_suffix,
-                        labels,
-                        Some((bound_label, spelled)),
-                        v,
-                    );
+                    buf.extend_from_slice(&head);
+                    buf.extend_from_slice(bounds.spell(at, bound));
+                    buf.extend_from_slice(b"\"} ");
+                    number(buf, v);
+                    buf.push(b'\n');
                 }
                 if let Some(sum) = d.sum {
-                    line(buf, name, "_sum", labels, None, sum);
+                    line(buf, name, "_sum", labels, sum);
                 }
                 if let Some(count) = d.count {
-                    line(buf, name, "_count", labels, None, count);
+                    line(buf, name, "_count", labels, count);
                 }
             }
         }
@@ -88,28 +96,13 @@ fn render_family(family: &Family, buf: &mut Vec<u8>, out: &mut impl io::Write) -
     Ok(())
 }
 
-fn line(
-    buf: &mut Vec<u8>,
-    name: &str,
-    suffix: &str,
-    labels: &str,
-    bound: Option<(&str, &[u8])>,
-    value: f64,
-) {
+/// A sample line without a bound: a single value, a `_sum` or a `_count`.
+fn line(buf: &mut Vec<u8>, name: &str, suffix: &str, labels: &str, value: f64) {
     buf.extend_from_slice(name.as_bytes());
     buf.extend_from_slice(suffix.as_bytes());
-    if !labels.is_empty() || bound.is_some() {
+    if !labels.is_empty() {
         buf.push(b'{');
         buf.extend_from_slice(labels.as_bytes());
-        if let Some((label, spelled)) = bound {
-            if !labels.is_empty() {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(label.as_bytes());
-            buf.extend_from_slice(b"=\"");
-            buf.extend_from_slice(spelled);
-            buf.push(b'"');
-        }
         buf.push(b'}');
     }
     buf.push(b' ');
