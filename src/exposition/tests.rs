@@ -875,3 +875,31 @@ fn a_family_starts_with_room_like_the_one_before_within_bounds() {
     assert!((1..8).contains(&series), "{series}");
     assert!((5..64).contains(&arena), "{arena}");
 }
+
+/// So does a summary's or histogram's series, with room for the points of
+/// the series before it, within bounds too.
+#[test]
+fn a_distribution_starts_with_room_like_the_one_before_within_bounds() {
+    let mut text = String::from(
+        "# TYPE h histogram
+",
+    );
+    for (series, buckets) in [("a", 1000), ("b", 3), ("c", 1)] {
+        for le in 0..buckets {
+            writeln!(text, "h_bucket{{s=\"{series}\",le=\"{le}\"}} {le}").unwrap();
+        }
+    }
+    let families = parse(text.as_bytes()).unwrap();
+    let room: Vec<(usize, usize)> = (families[0].series.iter())
+        .map(|s| match &s.value {
+            Value::Distribution(d) => (d.points.len(), d.points.capacity()),
+            Value::Single(_) => panic!("{s:?}"),
+        })
+        .collect();
+    let [a, b, c] = room[..] else {
+        panic!("{room:?}")
+    };
+    assert_eq!((a.0, b.0, c.0), (1000, 3, 1));
+    assert!((64..128).contains(&b.1), "{room:?}");
+    assert!((3..8).contains(&c.1), "{room:?}");
+}

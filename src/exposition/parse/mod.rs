@@ -362,6 +362,11 @@ const LABEL_HINTS: usize = 8;
 /// How many sample names a parser remembers ([`Parser::recent`]).
 const RECENT: usize = 4;
 
+/// The most points a new summary or histogram series is given room for
+/// before its first: more than histograms usually have, and little memory
+/// however many series follow one with thousands of buckets.
+const POINTS_ROOM: usize = 64;
+
 type Step<T = ()> = Result<T, (usize, ParseErrorKind)>;
 
 /// The offset of the first `\n` in `haystack`.
@@ -791,9 +796,10 @@ impl<'a> Parser<'a> {
             series
         } else {
             // The series of a family mostly have the same bounds: room for
-            // as many points as the last one's spares growing them one by one.
+            // as many points as the last one's (up to a bound, whatever that
+            // one held) spares growing them one by one.
             let room = last.map_or(0, |last| match state.family().value_mut(last) {
-                Value::Distribution(d) => d.points.len(),
+                Value::Distribution(d) => d.points.len().min(POINTS_ROOM),
                 Value::Single(_) => 0,
             });
             let distribution = Distribution {
