@@ -880,10 +880,7 @@ fn a_family_starts_with_room_like_the_one_before_within_bounds() {
 /// the series before it, within bounds too.
 #[test]
 fn a_distribution_starts_with_room_like_the_one_before_within_bounds() {
-    let mut text = String::from(
-        "# TYPE h histogram
-",
-    );
+    let mut text = String::from("# TYPE h histogram\n");
     for (series, buckets) in [("a", 1000), ("b", 3), ("c", 1)] {
         for le in 0..buckets {
             writeln!(text, "h_bucket{{s=\"{series}\",le=\"{le}\"}} {le}").unwrap();
