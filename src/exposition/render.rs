@@ -15,7 +15,14 @@ const CHUNK: usize = 64 * 1024;
 /// Renders `families` into `out`. Families without series are skipped, as
 /// a parser would drop them anyway.
 pub fn render(families: &[Family], out: &mut impl io::Write) -> io::Result<()> {
+    render_after(b"", families, out)
+}
+
+/// [`render`], after `head` (a file's first line, say), which goes out with
+/// the first chunk: a small file is one write.
+pub fn render_after(head: &[u8], families: &[Family], out: &mut impl io::Write) -> io::Result<()> {
     let mut buf = Vec::with_capacity(CHUNK + 1024);
+    buf.extend_from_slice(head);
     for family in families {
         render_family(family, &mut buf, out)?;
     }

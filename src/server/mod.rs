@@ -359,6 +359,17 @@ async fn answer(
             // instead of waiting for a blocking-pool thread.
             tokio::task::block_in_place(|| handlers::handle(&app, &request))
         }
+        // A write without fsync is work for the CPU, which this thread can
+        // do as well as a blocking-pool thread, without the two hand-overs
+        // (measured by hand on tmpfs, 2026-12-07: 5% more pushes per second
+        // at 16 connections, a third more at 2).
+        Ok(body) if !app.store.fsyncs() => {
+            request.body = body;
+            tokio::task::block_in_place(|| handlers::handle(&app, &request))
+        }
+        // A durable write waits for the disk: a blocking-pool thread waits,
+        // and the pushes of many connections wait together (this thread
+        // waiting in their place halved their rate, same measurement on ext4).
         Ok(body) => {
             request.body = body;
             tokio::task::spawn_blocking(move || handlers::handle(&app, &request))

@@ -44,24 +44,36 @@ pub(crate) struct WriteOptions {
     pub close_later: bool,
 }
 
-/// Publishes what `write` writes as `dir/name`.
+/// The file a write publishes: `dir/name`.
+pub(crate) struct Target<'a> {
+    pub dir: &'a Path,
+    pub name: &'a str,
+    /// The file there now, if the caller already opened it (with [`hold`]);
+    /// else it is opened here.
+    pub held: Option<File>,
+}
+
+/// Publishes what `write` writes as the target, with a temp file in
+/// `temp_dir`.
 ///
 /// `before_rename` runs after the temp file is complete and synced, just
 /// before it replaces the target; an error from it aborts the write and
 /// leaves the target untouched. What it returns (a lock guard, say) is held
-/// across the rename and handed to `after_rename`, which runs before the
+/// across the rename and handed to `after_rename`, with the published file's
+/// metadata (taken before the rename, which changes none of the inode
+/// number, size and mtime), which runs before the
 /// directory is synced: a directory lock is then not held across that sync,
 /// and concurrent writers share one journal commit. The journal commits
 /// renames in order, so a crash still leaves a prefix of them.
 pub(crate) fn write_atomic<T>(
-    dir: &Path,
+    target: Target<'_>,
     temp_dir: &Path,
-    name: &str,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     options: WriteOptions,
     before_rename: impl FnOnce() -> Result<T, StoreError>,
-    after_rename: impl FnOnce(T),
+    after_rename: impl FnOnce(T, &fs::Metadata),
 ) -> Result<(), StoreError> {
+    let Target { dir, name, held } = target;
     let io = |op: &'static str| move |source| StoreError::io(op, dir.join(name), source);
     let stem = name.strip_suffix(".prom").unwrap_or(name);
     let temp = tempfile::Builder::new()
@@ -84,11 +96,12 @@ pub(crate) fn write_atomic<T>(
     // Opened before the caller's last check, which may hold a directory
     // lock: the caller's group lock keeps other writers from replacing it
     // meanwhile.
-    let replaced = hold(&target);
+    let replaced = held.or_else(|| hold(&target));
+    let written = temp.as_file().metadata().map_err(io("stat"))?;
     let held = before_rename()?;
     temp.persist(&target)
         .map_err(|e| io("rename into place")(e.error))?;
-    after_rename(held);
+    after_rename(held, &written);
     release(replaced, options.close_later);
     if options.fsync {
         sync_dir(dir).map_err(io("fsync the directory after writing"))?;
@@ -162,8 +175,13 @@ fn start_writeback(_: &File, _: u64, _: u64) {}
 /// its last close comes later, in [`release`]. `None` when it is missing,
 /// not a regular file, or a symlink (not followed): the rename or unlink
 /// then frees it, as it would anyway.
-fn hold(path: &Path) -> Option<File> {
-    files::open_state_file(path, false, None).ok()
+pub(crate) fn hold(path: &Path) -> Option<File> {
+    try_hold(path).ok()
+}
+
+/// [`hold`], with the reason when the file is not held.
+pub(crate) fn try_hold(path: &Path) -> std::io::Result<File> {
+    files::open_state_file(path, false, None)
 }
 
 /// A one-shot process closes a replaced or removed file at least this large
@@ -259,16 +277,17 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Removes `dir/name` and makes that durable (`fsync`), closing it as a
-/// write closes the file it replaces (`close_later`); a missing file is no
-/// error.
+/// write closes the file it replaces (`close_later`; `held` as in
+/// [`write_atomic`]); a missing file is no error.
 pub(crate) fn remove(
     dir: &Path,
     name: &str,
+    held: Option<File>,
     fsync: bool,
     close_later: bool,
 ) -> Result<bool, StoreError> {
     let path = dir.join(name);
-    let removed = hold(&path);
+    let removed = held.or_else(|| hold(&path));
     match fs::remove_file(&path) {
         Ok(()) => {
             release(removed, close_later);
@@ -325,7 +344,12 @@ mod tests {
             close_later,
         };
         let write = |f: &mut dyn Write| f.write_all(text.as_bytes());
-        write_atomic(dir, temp, "g.prom", write, options, || Ok(()), |()| {}).unwrap();
+        let target = Target {
+            dir,
+            name: "g.prom",
+            held: None,
+        };
+        write_atomic(target, temp, write, options, || Ok(()), |(), _| {}).unwrap();
     }
 
     /// Waits up to 2 s for this process to close every replaced or removed
@@ -348,7 +372,7 @@ mod tests {
         publish(dir.path(), temp.path(), "a 1\n", true);
         let reader = File::open(dir.path().join("g.prom")).unwrap();
         publish(dir.path(), temp.path(), "a 2\n", true);
-        remove(dir.path(), "g.prom", true, true).unwrap();
+        remove(dir.path(), "g.prom", None, true, true).unwrap();
         assert_eq!(std::io::read_to_string(reader).unwrap(), "a 1\n");
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
         assert!(fs::read_dir(temp.path()).unwrap().next().is_none());

@@ -150,11 +150,17 @@ impl Index {
     /// Sets the entry of file `name`.
     fn put(&mut self, name: String, entry: Entry) {
         if let Some(postings) = &mut self.postings {
-            if let Some(print) = self.files.get(&name).and_then(|e| e.print.decoded()) {
-                postings.remove(&name, print);
-            }
-            if let Some(print) = entry.print.decoded() {
-                postings.add(&name, print);
+            let old = self.files.get(&name).and_then(|e| e.print.decoded());
+            let new = entry.print.decoded();
+            // A group pushed again with the same families and series, as
+            // cron jobs do, leaves the postings as they are.
+            if old != new {
+                if let Some(print) = old {
+                    postings.remove(&name, print);
+                }
+                if let Some(print) = new {
+                    postings.add(&name, print);
+                }
             }
         }
         self.files.insert(name, entry);
@@ -279,11 +285,9 @@ impl Index {
             .collect()
     }
 
-    /// Records a file just published.
-    pub(crate) fn record(&mut self, dir: &Path, name: &str, print: Fingerprint) {
-        if let Ok(meta) = fs::metadata(dir.join(name)) {
-            self.put(name.to_owned(), Entry::new(&meta, Some(print)));
-        }
+    /// Records a file just published, with its metadata.
+    pub(crate) fn record(&mut self, name: &str, meta: &fs::Metadata, print: Fingerprint) {
+        self.put(name.to_owned(), Entry::new(meta, Some(print)));
     }
 
     /// Writes the cache back if it changed, in place: it is read and written

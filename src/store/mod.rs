@@ -23,7 +23,7 @@ mod postings;
 mod snapshot;
 mod watch;
 
-use std::fs;
+use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,12 +31,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exposition::parallel;
 use crate::exposition::parse::parse;
-use crate::exposition::render::render;
+use crate::exposition::render::render_after;
 use crate::exposition::validate::{Fingerprint, Problem, Source, validate};
 use crate::exposition::{Family, MetricType, Value};
 use crate::grouping_key::GroupingKey;
 
-use self::atomic::{TEMP_PREFIX, WriteOptions, write_atomic};
+use self::atomic::{TEMP_PREFIX, Target, WriteOptions, write_atomic};
 use self::index::{Index, Stamp};
 pub use self::lock::Wait;
 use self::lock::{FileLock, HeldLock, Turn, Turns};
@@ -245,8 +245,7 @@ impl Group {
             ttl: self.ttl,
             failed: self.failed(),
         };
-        out.write_all(header.render().as_bytes())?;
-        render(&self.families, out)
+        render_after(header.render().as_bytes(), &self.families, out)
     }
 
     /// Reads a group file; `Ok(None)` when it has no promdrop header.
@@ -700,6 +699,11 @@ impl Store {
         &self.dir
     }
 
+    /// Whether writes are fsynced.
+    pub fn fsyncs(&self) -> bool {
+        self.options.fsync
+    }
+
     /// Takes the group's lock.
     pub fn lock(&self, key: &GroupingKey) -> Result<GroupLock<'_>, StoreError> {
         self.lock_with(key, self.options.wait)
@@ -943,7 +947,7 @@ impl Store {
         }
         for dir in [&self.dir, &self.state, &self.state.join("tmp")] {
             for name in stale_temp_files(dir, now) {
-                if dry_run || atomic::remove(dir, &name, false, false)? {
+                if dry_run || atomic::remove(dir, &name, None, false, false)? {
                     removed.push(Expired::TempFile(dir.join(&name).display().to_string()));
                 }
             }
@@ -1079,21 +1083,29 @@ impl GroupLock<'_> {
         self.store.read_group(&self.key.file_name())
     }
 
-    /// Only the first line of the group's file, however large the file.
-    fn read_header(&self) -> Result<Option<Header>, StoreError> {
+    /// Only the first line of the group's file, however large the file; and
+    /// the file, held open for the write that replaces it or the removal
+    /// (see [`atomic::hold`]), unless it is a symlink.
+    fn read_header(&self) -> Result<(Option<Header>, Option<File>), StoreError> {
         use std::io::BufRead as _;
         let path = self.store.dir.join(self.key.file_name());
-        let file = match files::open_regular(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::io("read", path, source)),
+        let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let (file, held) = match atomic::try_hold(&path) {
+            Ok(file) => (file, true),
+            Err(e) if not_found(&e) => return Ok((None, None)),
+            // A symlink, say: read through it, as node_exporter does.
+            Err(_) => match files::open_regular(&path) {
+                Ok(file) => (file, false),
+                Err(e) if not_found(&e) => return Ok((None, None)),
+                Err(source) => return Err(StoreError::io("read", path, source)),
+            },
         };
         let mut line = Vec::new();
-        std::io::BufReader::new(file)
+        std::io::BufReader::new(&file)
             .read_until(b'\n', &mut line)
             .map_err(|source| StoreError::io("read", &path, source))?;
         match Header::read(&line) {
-            Ok(Some(header)) => Ok(Some(header)),
+            Ok(Some(header)) => Ok((Some(header), held.then_some(file))),
             Ok(None) => Err(StoreError::NotOurs(path)),
             Err(reason) => Err(StoreError::Corrupt { path, reason }),
         }
@@ -1112,20 +1124,27 @@ impl GroupLock<'_> {
         ttl: Option<Duration>,
         now: SystemTime,
     ) -> Result<Group, StoreError> {
-        let previous = match mode {
+        let (previous, held) = match mode {
             // A replace reads only the old file's first line.
-            PushMode::Replace => self.read_header()?.map(|header| Previous {
-                ttl: header.ttl,
-                failed: header.failed,
-                families: Vec::new(),
-            }),
-            PushMode::Add => self.read()?.map(|group| Previous {
-                ttl: group.ttl,
-                failed: group.failed(),
-                families: group.families,
-            }),
+            PushMode::Replace => {
+                let (header, held) = self.read_header()?;
+                let previous = header.map(|header| Previous {
+                    ttl: header.ttl,
+                    failed: header.failed,
+                    families: Vec::new(),
+                });
+                (previous, held)
+            }
+            PushMode::Add => {
+                let previous = self.read()?.map(|group| Previous {
+                    ttl: group.ttl,
+                    failed: group.failed(),
+                    families: group.families,
+                });
+                (previous, None)
+            }
         };
-        self.push_onto(previous, families, mode, ttl, now)
+        self.push_onto(previous, held, families, mode, ttl, now)
     }
 
     /// [`GroupLock::push`] as a replace, over `old`, the group as
@@ -1143,12 +1162,14 @@ impl GroupLock<'_> {
             failed: group.failed(),
             families: Vec::new(),
         });
-        self.push_onto(previous, families, PushMode::Replace, ttl, now)
+        self.push_onto(previous, None, families, PushMode::Replace, ttl, now)
     }
 
+    /// Writes the push over `previous`; `held` is the old file, if open.
     fn push_onto(
         self,
         previous: Option<Previous>,
+        held: Option<File>,
         mut families: Vec<Family>,
         mode: PushMode,
         ttl: Option<Duration>,
@@ -1184,13 +1205,18 @@ impl GroupLock<'_> {
             ttl,
             families,
         };
-        self.publish(&group)?;
+        self.publish_over(&group, held)?;
         Ok(group)
     }
 
     /// Writes `group` as the group's file: validated alone, then against
     /// the rest of the directory under the directory lock, then renamed in.
     pub fn publish(self, group: &Group) -> Result<(), StoreError> {
+        self.publish_over(group, None)
+    }
+
+    /// [`GroupLock::publish`], over `held`, the old file if open.
+    fn publish_over(self, group: &Group, held: Option<File>) -> Result<(), StoreError> {
         let name = self.key.file_name();
         // Unnamed: the lines of pushed series are lines of the push's input,
         // not of the file, and messages say so.
@@ -1243,7 +1269,7 @@ impl GroupLock<'_> {
                     refuse_any(problems)?;
                     Box::new(move || Ok(print))
                 };
-            self.write_checked(group, &name, checked)
+            self.write_checked(group, &name, held, checked)
         })
     }
 
@@ -1253,6 +1279,7 @@ impl GroupLock<'_> {
         &self,
         group: &Group,
         name: &str,
+        held: Option<File>,
         checked: impl FnOnce() -> Result<Fingerprint, StoreError>,
     ) -> Result<(), StoreError> {
         let store = self.store;
@@ -1280,8 +1307,9 @@ impl GroupLock<'_> {
             store.check_against_directory(&index, file, &group.families, &print)?;
             Ok((lock, index, print))
         };
-        let record = |(dir_lock, mut index, print): (DirectoryLock, Index, Fingerprint)| {
-            index.record(&store.dir, file, print);
+        let record = |(dir_lock, mut index, print): (DirectoryLock, Index, Fingerprint),
+                      written: &fs::Metadata| {
+            index.record(file, written, print);
             if !store.long_lived {
                 index.save(&store.state, store.lock_mode());
             }
@@ -1292,19 +1320,26 @@ impl GroupLock<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((index, stamp));
             drop(dir_lock);
         };
-        write_atomic(&store.dir, &temp_dir, name, write, options, check, record)
+        let target = Target {
+            dir: &store.dir,
+            name,
+            held,
+        };
+        write_atomic(target, &temp_dir, write, options, check, record)
     }
 
     /// Removes the group's file; `false` when there was none.
     pub fn delete(self) -> Result<bool, StoreError> {
-        match self.read_header() {
+        let held = match self.read_header() {
             Err(StoreError::NotOurs(path)) => return Err(StoreError::NotOurs(path)),
-            Ok(None) => return Ok(false),
-            _ => {}
-        }
+            Ok((None, _)) => return Ok(false),
+            Ok((Some(_), held)) => held,
+            Err(_) => None,
+        };
         atomic::remove(
             &self.store.dir,
             &self.key.file_name(),
+            held,
             self.store.options.fsync,
             self.store.long_lived,
         )
