@@ -249,7 +249,8 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Remove groups past their TTL, and temp files left by crashed writers.
+    /// Remove groups past their TTL, temp files left by crashed writers, and
+    /// lock files no group or run needs any more.
     ///
     /// Example: promdrop expire --dry-run
     Expire {

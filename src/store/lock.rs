@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::fs::Permissions;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -97,10 +97,16 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// An exclusive lock on one file, released on drop.
+/// An exclusive lock on one lock file, released on drop.
+///
+/// Its holder may remove the file ([`FileLock::unlink`]), so that the lock
+/// files of groups long gone do not pile up. Another process may have opened
+/// the file before that and be waiting for its lock: once it has the lock, it
+/// finds the file unlinked and starts over on a fresh one.
 #[derive(Debug)]
 pub(crate) struct FileLock {
     _file: File,
+    path: PathBuf,
 }
 
 impl FileLock {
@@ -110,19 +116,42 @@ impl FileLock {
     /// `flock` needs only a read-only descriptor, so a lock file created by
     /// one user can be taken by every user who may read it; a new one gets
     /// `mode` by fchmod, which the umask does not narrow.
-    pub(crate) fn acquire(path: &Path, mode: u32, wait: Wait) -> Result<Option<Self>, StoreError> {
-        let err = |source| StoreError::io("open the lock file", path, source);
-        let file = match open_state_file(path, false, None) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let file = open_state_file(path, true, Some(mode)).map_err(err)?;
-                file.set_permissions(Permissions::from_mode(mode))
-                    .map_err(err)?;
-                file
+    pub(crate) fn acquire(
+        path: PathBuf,
+        mode: u32,
+        wait: Wait,
+    ) -> Result<Option<Self>, StoreError> {
+        let start = Instant::now();
+        loop {
+            let err = |source| StoreError::io("open the lock file", &path, source);
+            let file = match open_state_file(&path, false, None) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let file = open_state_file(&path, true, Some(mode)).map_err(err)?;
+                    file.set_permissions(Permissions::from_mode(mode))
+                        .map_err(err)?;
+                    file
+                }
+                Err(e) => return Err(err(e)),
+            };
+            let left = match wait {
+                Wait::No => Wait::No,
+                Wait::Up(limit) => Wait::Up(limit.saturating_sub(start.elapsed())),
+            };
+            if !wait_for(&file, &path, left)? {
+                return Ok(None);
             }
-            Err(e) => return Err(err(e)),
-        };
-        Ok(wait_for(&file, path, wait)?.then_some(Self { _file: file }))
+            // Nobody renames a lock file: linked, it is still the one at `path`.
+            if file.metadata().map_err(err)?.nlink() > 0 {
+                return Ok(Some(Self { _file: file, path }));
+            }
+        }
+    }
+
+    /// Removes the lock file, still locked: whoever waits on it then takes
+    /// a fresh one. Failing leaves a stale file, which `expire` removes.
+    pub(crate) fn unlink(&self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -165,5 +194,47 @@ fn wait_for(file: &File, path: &Path, wait: Wait) -> Result<bool, StoreError> {
             }
             _ => return Ok(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many descriptors of this process have `path` open.
+    fn opened(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
+    }
+
+    #[test]
+    fn a_waiter_on_a_removed_lock_file_takes_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.lock");
+        let first = FileLock::acquire(path.clone(), 0o644, Wait::No)
+            .unwrap()
+            .unwrap();
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || FileLock::acquire(path, 0o644, Wait::Up(Duration::from_secs(30)))
+        });
+        // The waiter has the file `first` holds open, and polls its lock.
+        while opened(&path) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        first.unlink();
+        drop(first);
+        let second = waiter.join().unwrap().unwrap().unwrap();
+        // It holds the file now at the path, not the removed one.
+        assert!(
+            FileLock::acquire(path.clone(), 0o644, Wait::No)
+                .unwrap()
+                .is_none()
+        );
+        second.unlink();
+        assert!(!path.exists());
     }
 }

@@ -54,6 +54,10 @@ const STALE_TEMP: Duration = Duration::from_secs(600);
 const TEMP_GRACE: Duration = Duration::from_secs(1);
 /// The start of the name of a run's metrics file ([`Store::scratch_file`]).
 const RUN_PREFIX: &str = ".promdrop-run-";
+/// How a group's lock file ends, in `.promdrop/locks`.
+const LOCK_SUFFIX: &str = ".lock";
+/// How the lock file of a group's runs ends.
+const RUN_LOCK_SUFFIX: &str = ".run";
 
 /// The Pushgateway's own HELP texts, so the same HELP stands in every file.
 pub const PUSH_TIME_HELP: &str =
@@ -710,16 +714,13 @@ impl Store {
     }
 
     fn lock_with(&self, key: &GroupingKey, wait: Wait) -> Result<GroupLock<'_>, StoreError> {
-        let path = self
-            .state
-            .join("locks")
-            .join(format!("{}.lock", key.file_stem()));
-        match FileLock::acquire(&path, self.lock_mode(), wait)? {
+        let path = self.lock_path(key, LOCK_SUFFIX);
+        match FileLock::acquire(path, self.lock_mode(), wait)? {
             Some(lock) => Ok(GroupLock {
                 store: self,
                 key: key.clone(),
                 durable: self.options.fsync,
-                _lock: lock,
+                lock,
             }),
             None => Err(StoreError::LockTimeout {
                 key: key.to_string(),
@@ -733,11 +734,16 @@ impl Store {
     /// out. Held for the whole run, apart from the group lock, which each
     /// write takes briefly.
     pub fn run_lock(&self, key: &GroupingKey, wait: Wait) -> Result<Option<RunLock>, StoreError> {
-        let path = self
-            .state
+        let path = self.lock_path(key, RUN_LOCK_SUFFIX);
+        Ok(FileLock::acquire(path, self.lock_mode(), wait)?.map(|lock| RunLock { lock }))
+    }
+
+    /// The lock file of `key`'s group (`suffix` [`LOCK_SUFFIX`]) or of its
+    /// runs ([`RUN_LOCK_SUFFIX`]).
+    fn lock_path(&self, key: &GroupingKey, suffix: &str) -> PathBuf {
+        self.state
             .join("locks")
-            .join(format!("{}.run", key.file_stem()));
-        Ok(FileLock::acquire(&path, self.lock_mode(), wait)?.map(|lock| RunLock { _lock: lock }))
+            .join(format!("{}{suffix}", key.file_stem()))
     }
 
     /// An empty scratch file in the state directory, removed on drop: where a
@@ -952,7 +958,41 @@ impl Store {
                 }
             }
         }
+        if !dry_run {
+            self.remove_stale_locks();
+        }
         Ok(removed)
+    }
+
+    /// Removes the lock files that nothing needs any more: a group's once
+    /// the group has no file (left by a refused first push, a crash, or a
+    /// group removed by hand), a run's once no run holds it. A lock file in
+    /// use is held, and left alone. Housekeeping: errors leave the file.
+    fn remove_stale_locks(&self) {
+        let Ok(listing) = fs::read_dir(self.state.join("locks")) else {
+            return;
+        };
+        for entry in listing.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let group = match name.strip_suffix(LOCK_SUFFIX) {
+                Some(stem) => Some(self.dir.join(format!("{stem}.prom"))),
+                None if name.ends_with(RUN_LOCK_SUFFIX) => None,
+                None => continue,
+            };
+            let needed = || group.as_ref().is_some_and(|g| g.symlink_metadata().is_ok());
+            if needed() {
+                continue;
+            }
+            // Looked at again under the lock, which a push to a new group
+            // holds while it creates the group's file.
+            if let Ok(Some(lock)) = FileLock::acquire(entry.path(), self.lock_mode(), Wait::No)
+                && !needed()
+            {
+                lock.unlink();
+            }
+        }
     }
 
     /// The entries node_exporter reads, sorted by name as it reads them.
@@ -1051,10 +1091,17 @@ impl ScratchFile {
     }
 }
 
-/// The hold of one run of a group; see [`Store::run_lock`].
+/// The hold of one run of a group; see [`Store::run_lock`]. Its lock file
+/// goes with it.
 #[derive(Debug)]
 pub struct RunLock {
-    _lock: FileLock,
+    lock: FileLock,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        self.lock.unlink();
+    }
 }
 
 /// An exclusive hold on one group. Reading under it is consistent; writing
@@ -1065,7 +1112,7 @@ pub struct GroupLock<'s> {
     key: GroupingKey,
     /// Whether this write is fsynced (the store's setting, unless waived).
     durable: bool,
-    _lock: FileLock,
+    lock: FileLock,
 }
 
 impl GroupLock<'_> {
@@ -1328,21 +1375,27 @@ impl GroupLock<'_> {
         write_atomic(target, &temp_dir, write, options, check, record)
     }
 
-    /// Removes the group's file; `false` when there was none.
+    /// Removes the group's file, and its lock file; `false` when there was
+    /// no group.
     pub fn delete(self) -> Result<bool, StoreError> {
         let held = match self.read_header() {
             Err(StoreError::NotOurs(path)) => return Err(StoreError::NotOurs(path)),
-            Ok((None, _)) => return Ok(false),
+            Ok((None, _)) => {
+                self.lock.unlink();
+                return Ok(false);
+            }
             Ok((Some(_), held)) => held,
             Err(_) => None,
         };
-        atomic::remove(
+        let removed = atomic::remove(
             &self.store.dir,
             &self.key.file_name(),
             held,
             self.store.options.fsync,
             self.store.long_lived,
-        )
+        )?;
+        self.lock.unlink();
+        Ok(removed)
     }
 
     fn push_metric(&self, name: &str, help: &str, value: f64) -> Family {

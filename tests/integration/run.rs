@@ -12,7 +12,7 @@ use promdrop::exposition::Value;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Test, binary, peer, promdrop, push};
+use crate::util::{Test, binary, in_dir, peer, promdrop, push};
 
 fn run(dir: &Path, args: &[&str]) -> crate::util::Outcome {
     Test::new()
@@ -72,6 +72,12 @@ fn exit_status_passes_through_and_is_recorded() {
             ("promdrop_run_failures_total", 2.0),
         ],
     );
+    // A run's lock file goes with it; the group's stays with the group.
+    let locks: Vec<_> = fs::read_dir(d.path().join(".promdrop/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(locks, ["job.lock"]);
     let start = value(d.path(), "job", "promdrop_run_start_timestamp_seconds").unwrap();
     let end = value(d.path(), "job", "promdrop_run_end_timestamp_seconds").unwrap();
     let duration = value(d.path(), "job", "promdrop_run_duration_seconds").unwrap();
@@ -636,14 +642,7 @@ fn a_run_whose_promdrop_was_killed_is_counted_as_abandoned() {
     };
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(metrics_files().len(), 1);
-    let expire = || {
-        Test::new()
-            .arg("--dir")
-            .arg(d.path())
-            .arg("expire")
-            .run()
-            .status(0)
-    };
+    let expire = || in_dir(d.path(), &["expire"]).status(0);
     expire();
     assert_eq!(metrics_files().len(), 1, "expire removed a live run's file");
     promdrop_process.kill();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, Tmpfs, binary, is_root, peer, promdrop, push};
+use crate::util::{Rng, Test, Tmpfs, binary, in_dir, is_root, peer, promdrop, push};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -418,6 +418,54 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
         .run()
         .status(0)
         .stdout("");
+}
+
+/// The files in `.promdrop/locks`, sorted.
+fn lock_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir.join(".promdrop/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn lock_files_go_with_their_groups() {
+    let d = dir();
+    let locks = d.path().join(".promdrop/locks");
+    push(d.path(), &["kept"], "# TYPE m counter\nm 1\n").status(0);
+    push(d.path(), &["deleted"], "n 1\n").status(0);
+    push(d.path(), &["brief", "--ttl", "1s"], "n 1\n").status(0);
+    push(d.path(), &["by-hand"], "n 1\n").status(0);
+    // Refused under its lock (a TYPE clash with `kept`): no group, a lock file.
+    push(d.path(), &["refused"], "# TYPE m gauge\nm 1\n").status(1);
+    fs::remove_file(d.path().join("by-hand.prom")).unwrap();
+    assert_eq!(
+        lock_files(d.path()),
+        [
+            "brief.lock",
+            "by-hand.lock",
+            "deleted.lock",
+            "kept.lock",
+            "refused.lock"
+        ]
+    );
+    in_dir(d.path(), &["delete", "deleted"]).status(0);
+    in_dir(d.path(), &["delete", "never-pushed"]).status(0);
+    assert!(!lock_files(d.path()).contains(&"deleted.lock".to_owned()));
+    // Left by a killed run, and held by a writer about to create its group.
+    fs::write(locks.join("killed.run"), "").unwrap();
+    let busy = fs::File::create(locks.join("busy.lock")).unwrap();
+    fs2::FileExt::lock_exclusive(&busy).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    in_dir(d.path(), &["expire"]).status(0);
+    assert_eq!(lock_files(d.path()), ["busy.lock", "kept.lock"]);
+    drop(busy);
+    in_dir(d.path(), &["expire"]).status(0);
+    assert_eq!(lock_files(d.path()), ["kept.lock"]);
+    push(d.path(), &["deleted"], "n 2\n").status(0);
+    assert_eq!(lock_files(d.path()), ["deleted.lock", "kept.lock"]);
 }
 
 #[test]

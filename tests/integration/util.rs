@@ -81,6 +81,12 @@ impl Test {
     }
 }
 
+/// `promdrop --dir DIR ARGS...`, with nothing on standard input.
+#[track_caller]
+pub fn in_dir(dir: &Path, args: &[&str]) -> Outcome {
+    Test::new().arg("--dir").arg(dir).args(args).run()
+}
+
 /// `promdrop --dir DIR push ARGS...` with `body` on standard input.
 #[track_caller]
 pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
