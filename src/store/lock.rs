@@ -237,4 +237,38 @@ mod tests {
         second.unlink();
         assert!(!path.exists());
     }
+
+    #[test]
+    fn holders_that_remove_the_lock_file_still_exclude_each_other() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.lock");
+        let inside = AtomicBool::new(false);
+        let (overlaps, removals) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (path, inside, overlaps, removals) = (&path, &inside, &overlaps, &removals);
+                scope.spawn(move || {
+                    for turn in 0..300 {
+                        let wait = Wait::Up(Duration::from_secs(30));
+                        let lock = FileLock::acquire(path.clone(), 0o644, wait)
+                            .unwrap()
+                            .unwrap();
+                        if inside.swap(true, Ordering::SeqCst) {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::yield_now();
+                        inside.store(false, Ordering::SeqCst);
+                        // Every third turn, as a delete does.
+                        if (turn + thread) % 3 == 0 {
+                            lock.unlink();
+                            removals.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+        assert!(removals.load(Ordering::SeqCst) >= 400);
+    }
 }
