@@ -249,8 +249,11 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Remove groups past their TTL, temp files left by crashed writers, and
-    /// lock files no group or run needs any more.
+    /// Remove groups past their TTL, and the temp and lock files left behind.
+    ///
+    /// Left behind, and removed: the temp files of writers that died, the
+    /// metrics files of runs that were killed, and lock files that no group
+    /// or run needs any more (removed without being listed).
     ///
     /// Example: promdrop expire --dry-run
     Expire {
