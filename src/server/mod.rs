@@ -352,18 +352,13 @@ async fn answer(
     };
     let response = match read_body(&app, &parts.headers, body).await {
         Err(refusal) => handlers::refuse(&app, &request, refusal),
-        Ok(body) if request.method == "GET" => {
-            request.body = body;
-            // A read answers from memory, save for files that changed: run
-            // it on this thread, which hands its other tasks to another,
-            // instead of waiting for a blocking-pool thread.
-            tokio::task::block_in_place(|| handlers::handle(&app, &request))
-        }
-        // A write without fsync is work for the CPU, which this thread can
-        // do as well as a blocking-pool thread, without the two hand-overs
-        // (measured by hand on tmpfs, 2026-12-07: 5% more pushes per second
-        // at 16 connections, a third more at 2).
-        Ok(body) if !app.store.fsyncs() => {
+        // A read answers from memory, save for files that changed, and a
+        // write without fsync is work for the CPU: run either on this
+        // thread, which hands its other tasks to another, without the two
+        // hand-overs to a blocking-pool thread and back (for writes, measured
+        // by hand on tmpfs, 2026-12-07: 5% more pushes per second at 16
+        // connections, a third more at 2).
+        Ok(body) if request.method == "GET" || !app.store.fsyncs() => {
             request.body = body;
             tokio::task::block_in_place(|| handlers::handle(&app, &request))
         }

@@ -60,9 +60,9 @@ pub(crate) struct Target<'a> {
 /// before it replaces the target; an error from it aborts the write and
 /// leaves the target untouched. What it returns (a lock guard, say) is held
 /// across the rename and handed to `after_rename`, with the published file's
-/// metadata (taken before the rename, which changes none of the inode
-/// number, size and mtime), which runs before the
-/// directory is synced: a directory lock is then not held across that sync,
+/// metadata (taken before the rename, which changes none of its inode
+/// number, size and mtime). `after_rename` runs before the directory is
+/// synced: a directory lock is then not held across that sync,
 /// and concurrent writers share one journal commit. The journal commits
 /// renames in order, so a crash still leaves a prefix of them.
 pub(crate) fn write_atomic<T>(
@@ -175,7 +175,7 @@ fn start_writeback(_: &File, _: u64, _: u64) {}
 /// its last close comes later, in [`release`]. `None` when it is missing,
 /// not a regular file, or a symlink (not followed): the rename or unlink
 /// then frees it, as it would anyway.
-pub(crate) fn hold(path: &Path) -> Option<File> {
+fn hold(path: &Path) -> Option<File> {
     try_hold(path).ok()
 }
 

@@ -1132,7 +1132,7 @@ impl GroupLock<'_> {
 
     /// Only the first line of the group's file, however large the file; and
     /// the file, held open for the write that replaces it or the removal
-    /// (see [`atomic::hold`]), unless it is a symlink.
+    /// (see [`atomic::try_hold`]), unless it is a symlink.
     fn read_header(&self) -> Result<(Option<Header>, Option<File>), StoreError> {
         use std::io::BufRead as _;
         let path = self.store.dir.join(self.key.file_name());
@@ -1378,22 +1378,20 @@ impl GroupLock<'_> {
     /// Removes the group's file, and its lock file; `false` when there was
     /// no group.
     pub fn delete(self) -> Result<bool, StoreError> {
-        let held = match self.read_header() {
+        let (exists, held) = match self.read_header() {
             Err(StoreError::NotOurs(path)) => return Err(StoreError::NotOurs(path)),
-            Ok((None, _)) => {
-                self.lock.unlink();
-                return Ok(false);
-            }
-            Ok((Some(_), held)) => held,
-            Err(_) => None,
+            Ok((header, held)) => (header.is_some(), held),
+            // Corrupt or unreadable: removed all the same.
+            Err(_) => (true, None),
         };
-        let removed = atomic::remove(
-            &self.store.dir,
-            &self.key.file_name(),
-            held,
-            self.store.options.fsync,
-            self.store.long_lived,
-        )?;
+        let removed = exists
+            && atomic::remove(
+                &self.store.dir,
+                &self.key.file_name(),
+                held,
+                self.store.options.fsync,
+                self.store.long_lived,
+            )?;
         self.lock.unlink();
         Ok(removed)
     }

@@ -709,7 +709,7 @@ fn run_case(case: &Case) -> Result<(), String> {
 #[test]
 fn promdrop_serve_answers_like_the_pushgateway() {
     let cases = cases();
-    assert!(cases.len() >= 55, "only {} cases", cases.len());
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
     let failures = failures_in_parallel(&cases, |c| {
         run_case(c).err().map(|e| format!("[{}] {e}", c.name))
     });
