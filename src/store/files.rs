@@ -23,8 +23,14 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
 
 /// `file` if it is a regular file, else an error.
 fn regular(file: File) -> io::Result<File> {
-    if file.metadata()?.is_file() {
-        Ok(file)
+    check_regular(&file.metadata()?)?;
+    Ok(file)
+}
+
+/// An error unless `meta` is a regular file's.
+pub(crate) fn check_regular(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.is_file() {
+        Ok(())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -78,6 +84,16 @@ pub(crate) fn open_state_file(
     write: bool,
     create_mode: Option<u32>,
 ) -> io::Result<File> {
+    regular(open_state_entry(path, write, create_mode)?)
+}
+
+/// [`open_state_file`], whatever the file is: for a caller that checks it
+/// with [`check_regular`] in a `stat` it makes anyway.
+pub(crate) fn open_state_entry(
+    path: &Path,
+    write: bool,
+    create_mode: Option<u32>,
+) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options
         .read(!write)
@@ -86,26 +102,32 @@ pub(crate) fn open_state_file(
     if let Some(mode) = create_mode {
         options.create(true).truncate(false).mode(mode);
     }
-    regular(options.open(path)?)
+    options.open(path)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::ErrorKind;
+    use std::path::Path;
 
     use super::{open_state_file, read_regular};
+
+    /// Makes a FIFO at `path`.
+    pub(crate) fn mkfifo(path: &Path) {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
 
     #[test]
     fn reads_refuse_fifos_and_big_files_and_state_files_refuse_symlinks() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo.prom");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        mkfifo(&fifo);
         assert_eq!(
             read_regular(&fifo, 100).unwrap_err().kind(),
             ErrorKind::InvalidInput

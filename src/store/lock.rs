@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::StoreError;
-use super::files::open_state_file;
+use super::files::{check_regular, open_state_entry, open_state_file};
 
 /// How long to wait for a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +124,12 @@ impl FileLock {
         let start = Instant::now();
         loop {
             let err = |source| StoreError::io("open the lock file", &path, source);
-            let file = match open_state_file(&path, false, None) {
+            // Checked for a regular file only once locked, in the one
+            // `stat` that also finds a removed file.
+            let file = match open_state_entry(&path, false, None) {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Checked before its mode is set.
                     let file = open_state_file(&path, true, Some(mode)).map_err(err)?;
                     file.set_permissions(Permissions::from_mode(mode))
                         .map_err(err)?;
@@ -141,8 +144,10 @@ impl FileLock {
             if !wait_for(&file, &path, left)? {
                 return Ok(None);
             }
+            let meta = file.metadata().map_err(err)?;
+            check_regular(&meta).map_err(err)?;
             // Nobody renames a lock file: linked, it is still the one at `path`.
-            if file.metadata().map_err(err)?.nlink() > 0 {
+            if meta.nlink() > 0 {
                 return Ok(Some(Self { _file: file, path }));
             }
         }
@@ -236,6 +241,26 @@ mod tests {
         );
         second.unlink();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_lock_file_that_is_no_regular_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.lock");
+        crate::store::files::tests::mkfifo(&fifo);
+        let directory = dir.path().join("dir.lock");
+        std::fs::create_dir(&directory).unwrap();
+        let link = dir.path().join("link.lock");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        for path in [fifo, directory, link] {
+            let wait = Wait::Up(Duration::from_secs(30));
+            let refused = FileLock::acquire(path.clone(), 0o644, wait).unwrap_err();
+            assert!(
+                refused.to_string().contains("lock file"),
+                "{path:?}: {refused}"
+            );
+        }
+        assert!(!dir.path().join("elsewhere").exists());
     }
 
     #[test]
