@@ -1,7 +1,9 @@
 //! The cost of one push into the store, without HTTP: a replace of one of
 //! 1,000 stored groups, each of 10 series (the body bench/serve pushes), as
 //! `promdrop serve --no-fsync` makes it (index kept in memory, directory
-//! watched) and as a one-shot `promdrop push --no-fsync` makes it.
+//! watched), and as a one-shot `promdrop push --no-fsync` makes it (checked
+//! against every other group's fingerprint, index file written), less the
+//! index file's load that each new process adds.
 //!
 //! Without fsync, so that it measures promdrop's own work (locks, the old
 //! file's header, checks, the temp file and the rename) rather than the
