@@ -12,7 +12,7 @@ use promdrop::exposition::Value;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Test, binary, in_dir, peer, promdrop, push};
+use crate::util::{Test, binary, in_dir, lock_files, peer, promdrop, push};
 
 fn run(dir: &Path, args: &[&str]) -> crate::util::Outcome {
     Test::new()
@@ -73,11 +73,7 @@ fn exit_status_passes_through_and_is_recorded() {
         ],
     );
     // A run's lock file goes with it; the group's stays with the group.
-    let locks: Vec<_> = fs::read_dir(d.path().join(".promdrop/locks"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(locks, ["job.lock"]);
+    assert_eq!(lock_files(d.path()), ["job.lock"]);
     let start = value(d.path(), "job", "promdrop_run_start_timestamp_seconds").unwrap();
     let end = value(d.path(), "job", "promdrop_run_end_timestamp_seconds").unwrap();
     let duration = value(d.path(), "job", "promdrop_run_duration_seconds").unwrap();

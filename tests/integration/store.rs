@@ -13,7 +13,7 @@ use std::time::Duration;
 use promdrop::exposition::parse::parse;
 
 use crate::node_exporter::NodeExporter;
-use crate::util::{Rng, Test, Tmpfs, binary, in_dir, is_root, peer, promdrop, push};
+use crate::util::{Rng, Test, Tmpfs, binary, in_dir, is_root, lock_files, peer, promdrop, push};
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -418,16 +418,6 @@ fn expire_removes_groups_past_their_ttl_and_stale_temp_files() {
         .run()
         .status(0)
         .stdout("");
-}
-
-/// The files in `.promdrop/locks`, sorted.
-fn lock_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir.join(".promdrop/locks"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

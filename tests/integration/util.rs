@@ -87,6 +87,16 @@ pub fn in_dir(dir: &Path, args: &[&str]) -> Outcome {
     Test::new().arg("--dir").arg(dir).args(args).run()
 }
 
+/// The files in `DIR/.promdrop/locks`, sorted.
+pub fn lock_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(".promdrop/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `promdrop --dir DIR push ARGS...` with `body` on standard input.
 #[track_caller]
 pub fn push(dir: &Path, args: &[&str], body: impl AsRef<[u8]>) -> Outcome {
