@@ -36,7 +36,7 @@ static const char *dir;
 static char body[4096];
 static int len, safe, watch = -1, dir_lock = -1;
 
-static int fail(const char *what) {
+static void fail(const char *what) {
     perror(what);
     exit(1);
 }
